@@ -1,0 +1,20 @@
+# bridge: one image, one config file, a state volume.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+
+RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin bridge
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY bridge ./bridge
+RUN pip install --no-cache-dir .
+COPY templates ./templates
+COPY config.yaml ./config.yaml
+
+RUN mkdir -p /app/state && chown bridge /app/state
+VOLUME ["/app/state"]
+USER bridge
+
+# The config's relative paths (templates/, state/) resolve against /app.
+CMD ["bridge", "run", "--config", "/app/config.yaml"]

@@ -1,0 +1,1 @@
+"""bridge: support inbox (IMAP) → Odoo helpdesk tickets → acknowledgements (SMTP)."""

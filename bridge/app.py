@@ -1,0 +1,161 @@
+"""Wires config, state, adapters and runners into one running bridge; start, stop, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from bridge.config import Config
+from bridge.mail.compose import Composer
+from bridge.mail.guard import GuardContext
+from bridge.mail.inbox import IdleWatcher
+from bridge.mail.smtp import SmtpSender
+from bridge.mail.thread_ids import ticket_from_message_id
+from bridge.odoo.rpc import OdooRPC
+from bridge.odoo.tickets import TicketDesk
+from bridge.pipeline.context import Context, Observer
+from bridge.pipeline.health import ServiceHealth
+from bridge.pipeline.ingest import ack_follow_ups
+from bridge.pipeline.intake import Intake
+from bridge.pipeline.outbox import Effect, Outbox
+from bridge.pipeline.runner import Runner
+from bridge.store import Store
+
+log = logging.getLogger("bridge")
+
+PRUNE_EVERY_SECONDS = 3600.0
+
+
+def instance_secret(cfg: Config, store: Store) -> bytes:
+    """The key that signs our Message-IDs: from config, else generated once and kept in state."""
+    configured = cfg.bridge.secret.get_secret_value()
+    if configured:
+        return configured.encode()
+    saved = store.meta.get("secret")
+    if not saved:
+        saved = secrets.token_hex(32)
+        store.meta.put("secret", saved)
+    return saved.encode()
+
+
+class App:
+    """One bridge: the intake (IMAP → jobs), the outbox (replies, notes) and housekeeping."""
+
+    def __init__(self, cfg: Config, *, observers: list[Observer] | None = None) -> None:
+        self.cfg = cfg
+        self.store = Store(cfg.state.dir)
+        self.health = {name: ServiceHealth(name) for name in ("imap", "odoo", "smtp")}
+        self.rpc = OdooRPC(cfg.odoo)
+        self.desk = TicketDesk(self.rpc, cfg.odoo)
+        self.smtp = SmtpSender(cfg.smtp)
+        secret = instance_secret(cfg, self.store)
+        self.composer = Composer(
+            cfg.tickets.templates_dir,
+            from_address=cfg.smtp.from_address,
+            from_name=cfg.smtp.from_name,
+            domain=cfg.own_domain,
+            secret=secret,
+            tag_prefix=cfg.tickets.tag_prefix,
+            max_references=cfg.tickets.max_references,
+        )
+        self.executor = ThreadPoolExecutor(cfg.odoo.pool_size, thread_name_prefix="odoo")
+        self.outbox = Outbox(
+            self.store.outbox,
+            {"smtp": self._send_mail, "odoo_note": self._post_note},
+            {"smtp": self.health["smtp"], "odoo_note": self.health["odoo"]},
+            max_attempts=cfg.pipeline.outbox_max_attempts,
+            retry_base=cfg.pipeline.retry_base_seconds,
+            retry_max=cfg.pipeline.retry_max_seconds,
+        )
+        own = {cfg.smtp.from_address.lower()}
+        if "@" in cfg.imap.username:
+            own.add(cfg.imap.username.lower())
+        guard = GuardContext(
+            own_addresses=frozenset(own),
+            own_domain=cfg.own_domain,
+            loop_token=self.composer.loop_token,
+            is_our_message_id=self._is_our_message_id,
+        )
+        self.ctx = Context(
+            cfg=cfg,
+            store=self.store,
+            desk=self.desk,
+            composer=self.composer,
+            outbox=self.outbox,
+            guard=guard,
+            health=self.health,
+            executor=self.executor,
+            observers=list(observers or []),
+        )
+        self.runner = Runner(self.ctx)
+        self.intake = Intake(cfg, self.runner, self.store, self.health["imap"])
+        self.watcher = IdleWatcher(cfg.imap, self.intake.notify_threadsafe)
+        self._tasks: list[asyncio.Task] = []
+
+    def _is_our_message_id(self, message_id: str) -> bool:
+        record = self.store.messages.get(message_id)
+        if record is not None:
+            return record.get("dir") == "out"
+        return ticket_from_message_id(message_id, self.composer.domain, self.composer.secret) is not None
+
+    async def _send_mail(self, payload: dict[str, Any], attempt: int) -> list[Effect]:
+        await self.smtp.send(payload["raw"], payload["sender"], payload["recipients"])
+        log.info("ticket %s: acknowledgement %s sent to %s", payload["ticket"], payload["message_id"],
+                 ", ".join(payload["recipients"]))
+        return ack_follow_ups(payload)
+
+    async def _post_note(self, payload: dict[str, Any], attempt: int) -> None:
+        if attempt and await self.ctx.odoo(self.desk.has_note, payload["ticket"], payload["marker"]):
+            return
+        await self.ctx.odoo(self.desk.post_note, payload["ticket"], payload["body"])
+
+    async def start(self) -> None:
+        self.intake.bind(asyncio.get_running_loop())
+        self._tasks = [
+            asyncio.create_task(self.intake.run(), name="intake"),
+            asyncio.create_task(self.outbox.run(), name="outbox"),
+            asyncio.create_task(self._housekeeping(), name="housekeeping"),
+        ]
+        self.watcher.start()
+        log.info(
+            "bridge started: imap %s:%s/%s → odoo %s (%s, %s) ; replies via %s:%s",
+            self.cfg.imap.host, self.cfg.imap.port, self.cfg.imap.folder, self.cfg.odoo.url,
+            self.cfg.odoo.profile, self.cfg.odoo.transport, self.cfg.smtp.host, self.cfg.smtp.port,
+        )
+
+    async def _housekeeping(self) -> None:
+        retention = self.cfg.state.retention_days * 86400
+        while True:
+            removed = self.store.prune(retention)
+            if any(removed.values()):
+                log.info("state: pruned %s", removed)
+            await asyncio.sleep(PRUNE_EVERY_SECONDS)
+
+    async def stop(self) -> None:
+        """Stop taking mail, let running jobs and sends finish (bounded), then close state."""
+        self.watcher.stop()
+        intake_task = self._tasks[0] if self._tasks else None
+        if intake_task:
+            intake_task.cancel()
+        await self.intake.stop()
+        await self.outbox.drain(timeout=10.0)
+        for task in self._tasks[1:]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.store.close()
+        log.info("bridge stopped")
+
+    async def run_until_signalled(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await stop.wait()
+        log.info("bridge: stopping on signal")
+        await self.stop()

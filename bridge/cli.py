@@ -1,0 +1,154 @@
+"""The `bridge` command: run, check, demo, and the quarantine and outbox tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+
+from bridge.config import Config, load_config
+from bridge.errors import BridgeError, ConfigurationError
+from bridge.logs import setup_logging
+
+log = logging.getLogger("bridge")
+
+
+def _load(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config)
+    setup_logging(cfg.bridge.log_level, cfg)
+    return cfg
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bridge.app import App
+
+    cfg = _load(args)
+    asyncio.run(App(cfg).run_until_signalled())
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from bridge.checks import run_checks
+
+    cfg = _load(args)
+    ok = True
+    for service, passed, line in asyncio.run(run_checks(cfg)):
+        print(f"{'ok  ' if passed else 'FAIL'} {service:<5} {line}")
+        ok = ok and passed
+    return 0 if ok else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bridge.demo import run_demo
+
+    setup_logging("WARNING" if not args.verbose else "INFO", None)
+    return run_demo(samples=Path(args.samples) if args.samples else None)
+
+
+def _age(at: float) -> str:
+    seconds = max(0, time.time() - at)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from bridge.store import Store
+
+    cfg = _load(args)
+    store = Store(cfg.state.dir)
+    try:
+        if args.action == "list":
+            rows = sorted(store.quarantine.items(), key=lambda kv: kv[1].get("at", 0))
+            if not rows:
+                print("quarantine is empty")
+            for key, rec in rows:
+                print(f"{key}\t{_age(rec.get('at', 0))}\t{rec.get('from') or '-'}\t"
+                      f"{(rec.get('subject') or '')[:60]!r}\t{rec.get('reason')}")
+            return 0
+        from bridge.quarantine import retry
+
+        moved = retry(cfg, store, args.key)
+        print(f"{args.key}: moved {moved} message(s) back to {cfg.imap.folder}; the bridge will process it again")
+        return 0 if moved else 1
+    finally:
+        store.close()
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from bridge.store import Store
+
+    cfg = _load(args)
+    store = Store(cfg.state.dir)
+    try:
+        if args.action == "list":
+            rows = [(k, v) for k, v in store.outbox.items() if args.all or v.get("status") != "sent"]
+            if not rows:
+                print("outbox has nothing pending or dead")
+            for key, rec in rows:
+                print(f"{key}\t{rec['kind']}\t{rec['status']}\tattempts={rec['attempts']}\t{rec.get('last_error', '')}")
+            return 0
+        record = store.outbox.get(args.key)
+        if record is None:
+            print(f"{args.key}: no such effect", file=sys.stderr)
+            return 1
+        record.update(status="pending", attempts=0, next_at=0.0)
+        store.outbox.put(args.key, record)
+        print(f"{args.key}: queued again")
+        return 0
+    finally:
+        store.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bridge", description=__doc__)
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", "-c", default="config.yaml", help="path of config.yaml")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("run", parents=[config], help="run the service").set_defaults(func=cmd_run)
+    sub.add_parser("check", parents=[config], help="validate the config and try every connection").set_defaults(
+        func=cmd_check
+    )
+    demo = sub.add_parser("demo", help="run the whole flow against local stand-ins")
+    demo.add_argument("--samples", help="folder of .eml files (default: samples/)")
+    demo.add_argument("--verbose", "-v", action="store_true")
+    demo.set_defaults(func=cmd_demo)
+
+    quarantine = sub.add_parser("quarantine", help="list or retry quarantined emails")
+    qsub = quarantine.add_subparsers(dest="action", required=True)
+    qsub.add_parser("list", parents=[config])
+    qretry = qsub.add_parser("retry", parents=[config])
+    qretry.add_argument("key", help="the email key shown by `quarantine list`")
+    quarantine.set_defaults(func=cmd_quarantine)
+
+    outbox = sub.add_parser("outbox", help="list or re-queue outgoing effects")
+    osub = outbox.add_subparsers(dest="action", required=True)
+    olist = osub.add_parser("list", parents=[config])
+    olist.add_argument("--all", action="store_true", help="include sent effects")
+    oretry = osub.add_parser("retry", parents=[config])
+    oretry.add_argument("key")
+    outbox.set_defaults(func=cmd_outbox)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BridgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

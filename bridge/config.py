@@ -1,0 +1,214 @@
+"""config.yaml → frozen, validated settings; ``${VAR}`` expansion; unknown keys are errors."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from bridge.errors import ConfigurationError
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Security = Literal["tls", "starttls", "plain"]
+
+
+class DoneMarking(_Section):
+    """How a finished email is marked in IMAP: a private keyword, or a MOVE to a folder."""
+
+    mode: Literal["keyword", "move"] = "keyword"
+    keyword: str = "$BridgeDone"
+    folder: str = "Processed"
+
+
+class ImapConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = 993
+    security: Security = "tls"
+    username: str
+    password: SecretStr = SecretStr("")
+    auth: Literal["password"] = "password"  # seam: "oauth2" arrives with the OAuth2 issue
+    folder: str = "INBOX"
+    quarantine_folder: str = "Quarantine"
+    done: DoneMarking = DoneMarking()
+    idle: bool = True
+    idle_renew_seconds: float = Field(default=25 * 60, gt=0)
+    poll_interval_seconds: float = Field(default=30.0, gt=0)
+    rescan_interval_seconds: float = Field(default=300.0, gt=0)
+    batch_size: int = Field(default=100, ge=1, le=1000)
+    max_message_bytes: int = Field(default=40 * 1024 * 1024, ge=1024)  # raw size: base64 adds a third
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    reconnect_max_seconds: float = Field(default=60.0, gt=0)
+
+
+class SmtpConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = 587
+    security: Security = "starttls"
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    from_address: str
+    from_name: str = "Support"
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+class OdooConfig(_Section):
+    url: str
+    db: str
+    username: str
+    password: SecretStr
+    transport: Literal["jsonrpc", "xmlrpc"] = "jsonrpc"
+    profile: Literal["helpdesk", "helpdesk_mgmt", "project_task"] = "helpdesk"
+    team: str = ""  # helpdesk team by name; empty = Odoo's default
+    project: str = ""  # project.task profile: the project by name (required there)
+    new_stage: str = ""  # stage by name for new tickets; empty = the model's default
+    tags: tuple[str, ...] = ()  # tags by name put on every new ticket (created if missing)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    pool_size: int = Field(default=32, ge=1, le=256)
+
+
+class ReplyCap(_Section):
+    count: int = Field(default=5, ge=0)
+    per_seconds: float = Field(default=3600.0, gt=0)
+
+
+class GuardConfig(_Section):
+    """Loop/auto-reply guard. Patterns are email addresses with ``*`` wildcards, case-insensitive."""
+
+    exclude_senders: tuple[str, ...] = ()
+    no_reply_senders: tuple[str, ...] = (
+        "mailer-daemon@*",
+        "postmaster@*",
+        "noreply@*",
+        "no-reply@*",
+        "no_reply@*",
+        "donotreply@*",
+        "do-not-reply@*",
+        "*-noreply@*",
+        "bounce*@*",
+    )
+    reply_cap: ReplyCap = ReplyCap()
+
+
+class TicketsConfig(_Section):
+    tag_prefix: str = "HD-"
+    acknowledge: bool = True
+    templates_dir: str = "templates"
+    max_references: int = Field(default=32, ge=1)
+
+    @field_validator("tag_prefix")
+    @classmethod
+    def _prefix_is_simple(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{0,16}", value):
+            raise ValueError("tag_prefix may only hold letters, digits, '-' and '_' (≤16)")
+        return value
+
+
+class PipelineConfig(_Section):
+    concurrency: int = Field(default=16, ge=1, le=256)
+    retry_base_seconds: float = Field(default=2.0, gt=0)
+    retry_max_seconds: float = Field(default=300.0, gt=0)
+    max_rejections: int = Field(default=3, ge=1)  # validation refusals before quarantine
+    outbox_max_attempts: int = Field(default=10, ge=1)
+
+
+class StateConfig(_Section):
+    dir: str = "state"
+    retention_days: float = Field(default=30.0, gt=0)
+
+
+class BridgeSection(_Section):
+    """Identity of this bridge instance."""
+
+    secret: SecretStr = SecretStr("")  # signs outgoing Message-IDs; set it in production
+    message_id_domain: str = ""  # defaults to the domain of smtp.from_address
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Config(_Section):
+    bridge: BridgeSection = BridgeSection()
+    imap: ImapConfig
+    smtp: SmtpConfig
+    odoo: OdooConfig
+    tickets: TicketsConfig = TicketsConfig()
+    guard: GuardConfig = GuardConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    state: StateConfig = StateConfig()
+
+    @property
+    def own_domain(self) -> str:
+        return self.bridge.message_id_domain or self.smtp.from_address.rpartition("@")[2]
+
+
+def expand_env(value: Any, environ: dict[str, str] | None = None, path: str = "") -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a loaded YAML tree."""
+    env = os.environ if environ is None else environ
+    if isinstance(value, dict):
+        return {k: expand_env(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def _sub(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigurationError(f"{path}: environment variable {name} is not set")
+
+    return _ENV_REF.sub(_sub, value)
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top)"
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"{where}: {message}")
+    return "; ".join(lines)
+
+
+def parse_config(data: Any, environ: dict[str, str] | None = None) -> Config:
+    """Validate an already-loaded YAML tree."""
+    if not isinstance(data, dict):
+        raise ConfigurationError("config: the top level must be a mapping")
+    try:
+        return Config.model_validate(expand_env(data, environ))
+    except ValidationError as exc:
+        raise ConfigurationError(f"config: {_describe(exc)}") from None
+
+
+def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
+    """Read, expand and validate a config file; every problem names its key path."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"config: cannot read {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"config: {path} is not valid YAML: {exc}") from None
+    return anchor_paths(parse_config(data, environ), Path(path).resolve().parent)
+
+
+def anchor_paths(cfg: Config, base: Path) -> Config:
+    """Relative folders (templates, state) are relative to the config file, not to the CWD."""
+    templates = base / cfg.tickets.templates_dir
+    state = base / cfg.state.dir
+    return cfg.model_copy(
+        update={
+            "tickets": cfg.tickets.model_copy(update={"templates_dir": str(templates)}),
+            "state": cfg.state.model_copy(update={"dir": str(state)}),
+        }
+    )

@@ -1,0 +1,60 @@
+"""The one exception tree of the bridge; adapters translate foreign errors into it at the edge.
+
+    BridgeError
+    ├── TransientError          retry later with backoff (network, timeouts, 5xx, 429, Odoo lock)
+    │   └── ServiceDown         the service cannot be reached at all (connection refused, DNS)
+    ├── PermanentError          this input can never succeed as it is: quarantine it
+    │   ├── UnparseableEmail    the raw bytes are not a usable email
+    │   ├── EmailTooLarge       the email exceeds the configured size limit
+    │   └── RejectedByService   the service understood and refused it (Odoo validation, SMTP 5xx)
+    └── ConfigurationError      wrong config or credentials: alert loudly, keep the email, keep running
+        └── AccessDenied        credentials refused or no access to a model
+
+Every adapter raises these with ``raise XError(...) from exc`` so the original stays on the chain.
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Base of every error the bridge raises on purpose."""
+
+    def __init__(self, message: str, *, service: str = "") -> None:
+        super().__init__(message)
+        self.service = service
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{self.service}: {text}" if self.service else text
+
+
+class TransientError(BridgeError):
+    """Worth retrying later: the same call may succeed once the outside world recovers."""
+
+
+class ServiceDown(TransientError):
+    """The service could not be reached at all."""
+
+
+class PermanentError(BridgeError):
+    """Retrying the same input will fail the same way; the email goes to quarantine."""
+
+
+class UnparseableEmail(PermanentError):
+    """The raw bytes could not be turned into an email."""
+
+
+class EmailTooLarge(PermanentError):
+    """The email is larger than the configured limit."""
+
+
+class RejectedByService(PermanentError):
+    """The service refused this input (validation error, SMTP 5xx)."""
+
+
+class ConfigurationError(BridgeError):
+    """The configuration or the credentials are wrong; an operator must act."""
+
+
+class AccessDenied(ConfigurationError):
+    """Login refused, or the account lacks a right the bridge needs."""

@@ -1,0 +1,1 @@
+"""Email in and out: IMAP watcher, parsing, loop guard, threading, composing, SMTP."""

@@ -1,0 +1,107 @@
+"""Plain typed values passed between the stages: the parsed email, guard verdicts, ticket refs."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One attachment of an inbound email."""
+
+    filename: str
+    content_type: str
+    payload: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.payload)
+
+
+@dataclass(frozen=True)
+class InboundEmail:
+    """An inbound email after parsing; every text field is already decoded to str.
+
+    ``key`` identifies the email for the whole bridge: its Message-ID (with angle brackets) when
+    it has one, else ``sha256:<hex>`` of the raw bytes, so a re-fetch of the same bytes dedupes.
+    ``headers`` holds the loop- and trust-relevant headers, names lower-cased, values unfolded;
+    a header that appears several times (Authentication-Results, Received) keeps every value.
+    """
+
+    key: str
+    message_id: str | None
+    from_name: str
+    from_addr: str
+    reply_to: str | None
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    subject: str
+    text: str
+    html: str
+    attachments: tuple[Attachment, ...]
+    in_reply_to: str | None
+    references: tuple[str, ...]
+    date: datetime | None
+    headers: dict[str, tuple[str, ...]]
+    size: int
+    defects: tuple[str, ...] = ()
+
+    def header(self, name: str) -> str:
+        """First value of a header (name case-insensitive), or "" when absent."""
+        values = self.headers.get(name.lower(), ())
+        return values[0] if values else ""
+
+    @property
+    def thread_ids(self) -> tuple[str, ...]:
+        """Message-IDs this email answers, newest last (References, then In-Reply-To)."""
+        ids = list(self.references)
+        if self.in_reply_to and self.in_reply_to not in ids:
+            ids.append(self.in_reply_to)
+        return tuple(ids)
+
+
+class GuardAction(str, enum.Enum):
+    """What the loop guard allows for an email."""
+
+    PROCESS = "process"  # record on a ticket and answer
+    RECORD_ONLY = "record_only"  # record on a ticket, never answer
+    DROP = "drop"  # do not record: quarantine with the reason (bounce of our reply, exact loop)
+
+
+@dataclass(frozen=True)
+class GuardVerdict:
+    """The guard's decision with the reason shown in logs and on quarantine records."""
+
+    action: GuardAction
+    reason: str = ""
+
+    @property
+    def may_reply(self) -> bool:
+        return self.action is GuardAction.PROCESS
+
+
+@dataclass(frozen=True)
+class TicketRef:
+    """A ticket in Odoo as the bridge knows it."""
+
+    id: int
+    model: str
+    customer_email: str = ""
+    name: str = ""
+
+
+@dataclass
+class OutboundEffect:
+    """One durable side effect in the outbox, keyed for idempotency."""
+
+    key: str
+    kind: str
+    payload: dict
+    attempts: int = 0
+    next_at: float = 0.0
+    status: str = "pending"
+    last_error: str = ""
+    created_at: float = 0.0
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,404 @@
+"""The ticket operations the pipeline needs, mapped onto each Odoo ticket model by a profile."""
+
+from __future__ import annotations
+
+import base64
+import html
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from bridge.config import OdooConfig
+from bridge.errors import ConfigurationError
+from bridge.models import Attachment
+from bridge.odoo.rpc import SERVICE, OdooRPC, as_id
+
+T = TypeVar("T")
+
+NO_SUBJECT = "(no subject)"
+NO_TEXT = "<p>(no text)</p>"
+_PARTNER_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class TicketProfile:
+    """Where a profile keeps tickets, stages, tags and the team (or project) a ticket belongs to."""
+
+    key: str
+    model: str
+    stage_model: str
+    tag_model: str
+    team_model: str | None
+    team_field: str | None
+    has_partner_email: bool
+    description_required: bool
+    closed_field: str  # domain path that is true on closed tickets
+    team_setting: Literal["team", "project"] = "team"  # the OdooConfig key naming the team record
+
+    @property
+    def team_required(self) -> bool:
+        """A project.task without a project is invisible to the support team, so there it is required."""
+        return self.team_setting == "project"
+
+
+PROFILES: dict[str, TicketProfile] = {
+    "helpdesk": TicketProfile(
+        key="helpdesk",
+        model="helpdesk.ticket",
+        stage_model="helpdesk.stage",
+        tag_model="helpdesk.tag",
+        team_model="helpdesk.team",
+        team_field="team_id",
+        has_partner_email=True,
+        description_required=False,
+        closed_field="stage_id.fold",
+    ),
+    "helpdesk_mgmt": TicketProfile(
+        key="helpdesk_mgmt",
+        model="helpdesk.ticket",
+        stage_model="helpdesk.ticket.stage",
+        tag_model="helpdesk.ticket.tag",
+        team_model="helpdesk.ticket.team",
+        team_field="team_id",
+        has_partner_email=True,
+        description_required=True,
+        closed_field="closed",
+    ),
+    "project_task": TicketProfile(
+        key="project_task",
+        model="project.task",
+        stage_model="project.task.type",
+        tag_model="project.tags",
+        team_model="project.project",
+        team_field="project_id",
+        has_partner_email=False,
+        description_required=False,
+        closed_field="stage_id.fold",
+        team_setting="project",
+    ),
+}
+
+
+class _Memo:
+    """A thread-safe cache that computes each missing key once even when threads ask together.
+
+    Keys share a fixed set of locks (so the lock table never grows); failures are not cached, so
+    a record created in Odoo after a miss is found on the next call. When full, the oldest entry
+    is dropped.
+    """
+
+    _STRIPES = 64
+
+    def __init__(self, max_size: int = 256) -> None:
+        self._values: dict[Any, Any] = {}
+        self._guard = threading.Lock()
+        self._stripes = [threading.Lock() for _ in range(self._STRIPES)]
+        self._max_size = max_size
+
+    def get(self, key: Any, compute: Callable[[], T]) -> T:
+        with self._guard:
+            if key in self._values:
+                return self._values[key]
+        with self._stripes[hash(key) % self._STRIPES]:
+            with self._guard:
+                if key in self._values:
+                    return self._values[key]
+            value = compute()
+            with self._guard:
+                if len(self._values) >= self._max_size:
+                    self._values.pop(next(iter(self._values)))
+                self._values[key] = value
+            return value
+
+
+def _like_literal(text: str) -> str:
+    """Escape ``\\ % _`` so ``=ilike`` matches the text itself (``a_ice@x`` must not match ``alice@x``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def ticket_name(subject: str) -> str:
+    """The ticket name for an email subject; create and reconciliation must agree on it."""
+    return subject.strip() or NO_SUBJECT
+
+
+class TicketDesk:
+    """Tickets, partners and chatter messages in Odoo, blocking and thread-safe.
+
+    Bodies (``description_html``, ``body_html``) must already be escaped HTML: text from an
+    email is untrusted and is escaped by the caller, once. Odoo 17+ escapes a str body passed to
+    ``message_post`` unless ``body_is_html=True`` (honoured for internal users only), which would
+    show our markup as text; Odoo 16 has no ``body_is_html`` and stores the body as HTML, and an
+    unknown keyword there ends up as an invalid mail.message field. So ``body_is_html=True`` is
+    sent exactly when the server's major version is 17 or more.
+    """
+
+    def __init__(self, rpc: OdooRPC, cfg: OdooConfig) -> None:
+        self._rpc = rpc
+        self._cfg = cfg
+        self.profile = PROFILES[cfg.profile]
+        self._team_name = cfg.project if self.profile.team_setting == "project" else cfg.team
+        self._names = _Memo()  # (model, name) → id for teams, stages, tags
+        self._partners = _Memo(_PARTNER_CACHE_SIZE)  # lower-cased email → res.partner id
+
+    # ----------------------------------------------------------------------- checks
+
+    def check(self) -> str:
+        """Prove the configuration against the live Odoo: a summary line, or a ConfigurationError naming the fault."""
+        profile = self.profile
+        uid = self._rpc.authenticate()
+        version = self._rpc.version().get("server_version", "?")
+        fields = self._rpc.execute_kw(profile.model, "fields_get", [], {"attributes": ["type", "relation"]})
+        missing = [name for name in self._written_fields() if name not in fields]
+        wrong = [
+            f"{name} points to {fields[name].get('relation')}, not {relation}"
+            for name, relation in self._relations()
+            if name in fields and fields[name].get("relation") != relation
+        ]
+        if missing or wrong:
+            problems = ([f"no field {', '.join(missing)}"] if missing else []) + wrong
+            raise ConfigurationError(
+                f"{profile.model} does not fit odoo.profile {profile.key!r}: {'; '.join(problems)}", service=SERVICE
+            )
+        self._team_id()
+        self._stage_id()
+        absent_tags = [tag for tag in self._cfg.tags if self._find_by_name(profile.tag_model, tag) is None]
+        count = self._rpc.execute_kw(profile.model, "search_count", [[]])
+        summary = f"Odoo {version} db={self._cfg.db} uid={uid} model={profile.model} ({count} tickets)"
+        if absent_tags:
+            summary += f"; tags created with the first ticket: {', '.join(absent_tags)}"
+        return summary
+
+    def _written_fields(self) -> list[str]:
+        fields = ["name", "description", "partner_id", "stage_id", "tag_ids"]
+        if self.profile.has_partner_email:
+            fields += ["partner_email", "partner_name"]
+        if self.profile.team_field and (self._team_name or self.profile.team_required):
+            fields.append(self.profile.team_field)
+        return fields
+
+    def _relations(self) -> list[tuple[str, str]]:
+        """The many2one/many2many fields whose comodel tells one profile from another (same model name)."""
+        profile = self.profile
+        pairs = [("stage_id", profile.stage_model), ("tag_ids", profile.tag_model)]
+        if profile.team_field and profile.team_model:
+            pairs.append((profile.team_field, profile.team_model))
+        return pairs
+
+    # ----------------------------------------------------------------------- lookups
+
+    def find_messages(self, message_ids: Sequence[str]) -> list[dict]:
+        """Messages in Odoo carrying these Message-IDs, newest first: how Odoo routes replies, how we dedupe."""
+        ids = list(dict.fromkeys(message_ids))
+        if not ids:
+            return []
+        return self._rpc.execute_kw(
+            "mail.message",
+            "search_read",
+            [[("message_id", "in", ids)]],
+            {"fields": ["message_id", "model", "res_id"], "order": "id desc"},
+        )
+
+    def find_or_create_partner(self, email: str, name: str) -> int:
+        """The oldest partner with this email (case-insensitive), created when there is none; cached per email."""
+        email = email.strip()
+        return self._partners.get(email.lower(), lambda: self._partner_for(email, name))
+
+    def _partner_for(self, email: str, name: str) -> int:
+        found = self._rpc.execute_kw(
+            "res.partner",
+            "search_read",
+            [[("email", "=ilike", _like_literal(email))]],
+            {"fields": ["email"], "limit": 1, "order": "id"},
+        )
+        # Checked here too, in case a server ignores the escapes: a look-alike must never match.
+        if found and str(found[0].get("email") or "").strip().lower() == email.lower():
+            return as_id(found[0]["id"])
+        vals = {"name": name.strip() or email, "email": email}
+        return as_id(self._rpc.execute_kw("res.partner", "create", [vals]))
+
+    def find_recent_ticket(self, *, partner_id: int | None, subject: str, since: str) -> int | None:
+        """After a crash between "Odoo created it" and "we recorded it": the newest match, archived ones too."""
+        ids = self._rpc.execute_kw(
+            self.profile.model,
+            "search",
+            [[
+                ("partner_id", "=", partner_id or False),
+                ("name", "=", ticket_name(subject)),
+                ("create_date", ">=", since),
+            ]],
+            {"limit": 1, "order": "id desc", "context": {"active_test": False}},
+        )
+        return as_id(ids[0]) if ids else None
+
+    def ticket_customer_email(self, ticket_id: int) -> str | None:
+        """The address replies go to: the ticket's partner_email, else its partner's email; None if no such ticket.
+
+        search_read (not read) so a deleted ticket is an empty answer rather than a MissingError fault.
+        """
+        fields = ["partner_id"] + (["partner_email"] if self.profile.has_partner_email else [])
+        tickets = self._read_by_id(self.profile.model, ticket_id, fields)
+        if not tickets:
+            return None
+        ticket = tickets[0]
+        if ticket.get("partner_email"):
+            return str(ticket["partner_email"])
+        partner = ticket.get("partner_id")
+        if not partner:
+            return None
+        partner_id = partner[0] if isinstance(partner, list) else partner  # [id, name] or a bare id
+        partners = self._read_by_id("res.partner", as_id(partner_id), ["email"])
+        return str(partners[0]["email"]) if partners and partners[0].get("email") else None
+
+    def _read_by_id(self, model: str, record_id: int, fields: list[str]) -> list[dict]:
+        return self._rpc.execute_kw(
+            model,
+            "search_read",
+            [[("id", "=", record_id)]],
+            {"fields": fields, "context": {"active_test": False}},
+        )
+
+    # ----------------------------------------------------------------------- writes
+
+    def create_ticket(
+        self, *, subject: str, description_html: str, partner_id: int | None, email: str, name: str
+    ) -> int:
+        """Create the ticket with the profile's fields; returns its id. No partner: no customer."""
+        profile = self.profile
+        description = description_html
+        if profile.description_required and not description.strip():
+            description = NO_TEXT
+        vals: dict[str, Any] = {"name": ticket_name(subject), "description": description}
+        if partner_id:
+            vals["partner_id"] = partner_id
+        if partner_id and profile.has_partner_email:
+            vals["partner_email"] = email
+            vals["partner_name"] = name.strip() or email
+        team_id = self._team_id()
+        if team_id is not None and profile.team_field:
+            vals[profile.team_field] = team_id
+        stage_id = self._stage_id()
+        if stage_id is not None:
+            vals["stage_id"] = stage_id
+        if self._cfg.tags:
+            vals["tag_ids"] = [(6, 0, [self._tag_id(tag) for tag in self._cfg.tags])]
+        return as_id(self._rpc.execute_kw(profile.model, "create", [vals]))
+
+    def post_customer_message(
+        self,
+        ticket_id: int,
+        *,
+        body_html: str,
+        partner_id: int | None,
+        email_from: str,
+        message_id: str,
+        subject: str,
+        attachments: Sequence[Attachment] = (),
+    ) -> int:
+        """Record the customer's email in the ticket's chatter, authored by the customer; returns the mail.message id.
+
+        As author the customer is not notified of their own message. The Message-ID is kept so
+        later replies thread here and a retried post can be detected with find_messages. Mail
+        without a usable sender (no partner) is authored by the API user, as Odoo requires one.
+        """
+        kwargs: dict[str, Any] = {
+            **self._body(body_html),
+            "message_type": "email",
+            "subtype_xmlid": "mail.mt_comment",
+            "message_id": message_id,
+        }
+        if partner_id:
+            kwargs.update(author_id=partner_id, email_from=email_from)
+        if subject:
+            kwargs["subject"] = subject
+        if attachments:
+            kwargs["attachment_ids"] = self._create_attachments(ticket_id, attachments)
+        return as_id(self._rpc.execute_kw(self.profile.model, "message_post", [[ticket_id]], kwargs))
+
+    def post_note(self, ticket_id: int, body_html: str) -> int:
+        """An internal note (mail.mt_note): visible to agents, never emailed to the customer."""
+        kwargs = {**self._body(body_html), "message_type": "comment", "subtype_xmlid": "mail.mt_note"}
+        return as_id(self._rpc.execute_kw(self.profile.model, "message_post", [[ticket_id]], kwargs))
+
+    def has_note(self, ticket_id: int, marker: str) -> bool:
+        """Whether a recent comment or note on the ticket shows ``marker``: makes a retried note idempotent.
+
+        The marker is looked for as escaped text in the bodies, read back rather than searched
+        with ``ilike`` so ``_`` and ``%`` in it are not wildcards.
+        """
+        notes = self._rpc.execute_kw(
+            "mail.message",
+            "search_read",
+            [[
+                ("model", "=", self.profile.model),
+                ("res_id", "=", ticket_id),
+                ("message_type", "=", "comment"),
+            ]],
+            {"fields": ["body"], "order": "id desc", "limit": 100},
+        )
+        needle = html.escape(marker, quote=True)
+        return any(needle in str(note.get("body") or "") for note in notes)
+
+    def _body(self, body_html: str) -> dict[str, Any]:
+        """See the class docstring: ``body_is_html`` only where Odoo knows it (17+)."""
+        if self._rpc.server_major >= 17:
+            return {"body": body_html, "body_is_html": True}
+        return {"body": body_html}
+
+    def _create_attachments(self, ticket_id: int, attachments: Sequence[Attachment]) -> list[int]:
+        vals_list = []
+        for attachment in attachments:
+            vals = {
+                "name": attachment.filename or "attachment",
+                "datas": base64.b64encode(attachment.payload).decode("ascii"),
+                "res_model": self.profile.model,
+                "res_id": ticket_id,
+            }
+            if attachment.content_type:
+                vals["mimetype"] = attachment.content_type
+            vals_list.append(vals)
+        created = self._rpc.execute_kw("ir.attachment", "create", [vals_list])
+        return [as_id(item) for item in (created if isinstance(created, list) else [created])]
+
+    # ----------------------------------------------------------------------- named records
+
+    def _find_by_name(self, model: str, name: str) -> int | None:
+        ids = self._rpc.execute_kw(model, "search", [[("name", "=", name)]], {"limit": 1})
+        return as_id(ids[0]) if ids else None
+
+    def _named_id(self, model: str, name: str, setting: str) -> int:
+        """The id of a configured record, cached; a missing one is a configuration error naming it."""
+
+        def lookup() -> int:
+            found = self._find_by_name(model, name)
+            if found is None:
+                raise ConfigurationError(f"odoo.{setting}: no {model} named {name!r}", service=SERVICE)
+            return found
+
+        return self._names.get((model, name), lookup)
+
+    def _team_id(self) -> int | None:
+        profile = self.profile
+        if not self._team_name:
+            if profile.team_required:
+                raise ConfigurationError(
+                    f"odoo.{profile.team_setting} is required for the {profile.key} profile", service=SERVICE
+                )
+            return None
+        assert profile.team_model is not None
+        return self._named_id(profile.team_model, self._team_name, profile.team_setting)
+
+    def _stage_id(self) -> int | None:
+        if not self._cfg.new_stage:
+            return None
+        return self._named_id(self.profile.stage_model, self._cfg.new_stage, "new_stage")
+
+    def _tag_id(self, name: str) -> int:
+        """A tag by name, created on first use (under the memo's per-name lock, so once per process)."""
+        model = self.profile.tag_model
+
+        def find_or_create() -> int:
+            found = self._find_by_name(model, name)
+            return found if found is not None else as_id(self._rpc.execute_kw(model, "create", [{"name": name}]))
+
+        return self._names.get((model, name), find_or_create)

@@ -1,0 +1,1 @@
+"""The durable per-email job pipeline and the outbox of side effects."""

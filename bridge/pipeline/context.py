@@ -1,0 +1,65 @@
+"""What every stage may use: config, state, adapters (async wrappers over blocking ones), events."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+from bridge.config import Config
+from bridge.errors import TransientError
+from bridge.mail.compose import Composer
+from bridge.mail.guard import GuardContext
+from bridge.odoo.tickets import TicketDesk
+from bridge.pipeline.health import ServiceHealth
+from bridge.pipeline.job import Job
+from bridge.pipeline.outbox import Outbox
+from bridge.store import Store
+
+log = logging.getLogger("bridge.pipeline")
+T = TypeVar("T")
+
+Observer = Callable[[str, "Job", dict[str, Any]], None]
+
+
+@dataclass
+class Context:
+    """Shared by all stages of all jobs; holds no per-email state."""
+
+    cfg: Config
+    store: Store
+    desk: TicketDesk
+    composer: Composer
+    outbox: Outbox
+    guard: GuardContext
+    health: dict[str, ServiceHealth]
+    executor: ThreadPoolExecutor
+    observers: list[Observer] = field(default_factory=list)
+
+    async def odoo(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking TicketDesk call in the worker pool; track Odoo's health."""
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+        except TransientError as exc:
+            self.health["odoo"].failed(str(exc))
+            raise
+        self.health["odoo"].ok()
+        return result
+
+    def checkpoint(self, job: Job) -> None:
+        """Persist the job journal now (before an outside write whose result we must not lose)."""
+        job.updated_at = time.time()
+        self.store.jobs.put(job.key, job.to_dict())
+
+    def emit(self, event: str, job: Job, **detail: Any) -> None:
+        """Tell observers (demo timeline, benches, metrics) what happened to a job."""
+        for observer in self.observers:
+            try:
+                observer(event, job, detail)
+            except Exception:  # an observer must never break the pipeline
+                log.exception("%s: observer failed on %s", job.key, event)

@@ -1,0 +1,255 @@
+"""The ordered stages that turn one inbound email into a ticket or a follow-up, and an answer.
+
+    guard → route → ticket → post → acknowledge
+
+Each stage returns a small result that the runner journals before the next one starts; a stage
+that already has a result is never run again, so a restarted bridge resumes mid-way.
+"""
+
+from __future__ import annotations
+
+import logging
+from html import escape
+import re
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from bridge.mail.guard import classify
+from bridge.mail.htmltext import text_to_html
+from bridge.mail.thread_ids import ticket_from_message_id, ticket_from_subject
+from bridge.models import GuardAction, InboundEmail
+from bridge.pipeline.context import Context
+from bridge.pipeline.job import Job
+from bridge.pipeline.outbox import Effect
+from bridge.pipeline.stage import Quarantine, Stage
+
+log = logging.getLogger("bridge.pipeline")
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def ticket_name(email: InboundEmail) -> str:
+    """The ticket title: the subject on one line (XML-RPC strips control characters anyway)."""
+    return _CONTROL.sub(" ", email.subject).strip()[:500] or "(no subject)"
+
+
+def _odoo_time(moment: float) -> str:
+    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def message_body(email: InboundEmail) -> str:
+    """The chatter body: the email's text, escaped; HTML from email is never passed through."""
+    text = email.text.strip() or "(empty message)"
+    return text_to_html(text)
+
+
+async def customer_partner(ctx: Context, email: InboundEmail) -> int | None:
+    """The sender's res.partner (found or created); None for mail without a usable sender."""
+    if "@" not in email.from_addr:
+        return None
+    return await ctx.odoo(ctx.desk.find_or_create_partner, email.from_addr, email.from_name)
+
+
+class GuardStage:
+    """Decide whether the email may be answered, only recorded, or must not be recorded."""
+
+    name = "guard"
+
+    async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
+        assert job.email is not None
+        verdict = classify(job.email, ctx.cfg.guard, ctx.guard)
+        if verdict.action is GuardAction.DROP:
+            raise Quarantine(verdict.reason)
+        if verdict.action is GuardAction.RECORD_ONLY:
+            log.info("%s: recorded without reply: %s", job.key, verdict.reason)
+        return {"action": verdict.action.value, "reason": verdict.reason}
+
+
+class RouteStage:
+    """Find the ticket this email continues: headers first, then the subject tag (customer only)."""
+
+    name = "route"
+
+    async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
+        email = job.email
+        assert email is not None
+        model = ctx.desk.profile.model
+        refs = list(email.thread_ids[-ctx.cfg.tickets.max_references :])
+        known = await ctx.odoo(ctx.desk.find_messages, [email.key, *refs])
+        for message in known:
+            if message.get("message_id") == email.key and message.get("model") == model:
+                return {"ticket": message["res_id"], "via": "already in Odoo", "posted": True}
+
+        for ref in reversed(refs):
+            local = ctx.store.messages.get(ref)
+            ticket = local["ticket"] if local else ticket_from_message_id(
+                ref, ctx.composer.domain, ctx.composer.secret
+            )
+            if ticket and await self._exists(ctx, ticket):
+                return {"ticket": ticket, "via": "references"}
+        for message in known:
+            if message.get("model") == model and message.get("res_id"):
+                if await self._exists(ctx, message["res_id"]):
+                    return {"ticket": message["res_id"], "via": "references (Odoo)"}
+
+        tagged = ticket_from_subject(email.subject, ctx.cfg.tickets.tag_prefix)
+        if tagged:
+            owner = await ctx.odoo(ctx.desk.ticket_customer_email, tagged)
+            if owner and owner.lower() == email.from_addr.lower():
+                return {"ticket": tagged, "via": "subject tag"}
+            log.warning(
+                "%s: subject names ticket %s but %s is not its customer: opening a new ticket",
+                job.key,
+                tagged,
+                email.from_addr or "(no sender)",
+            )
+        return {"ticket": None, "via": "new"}
+
+    @staticmethod
+    async def _exists(ctx: Context, ticket: int) -> bool:
+        return await ctx.odoo(ctx.desk.ticket_customer_email, ticket) is not None
+
+
+class TicketStage:
+    """Create the ticket for a new conversation, without ever creating it twice."""
+
+    name = "ticket"
+
+    async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
+        email = job.email
+        assert email is not None
+        routed = job.result("route").get("ticket")
+        if routed:
+            return {"ticket": routed, "new": False}
+        partner = await customer_partner(ctx, email)
+        name = ticket_name(email)
+        started = job.results.get("ticket_started")
+        if started:
+            # A previous run sent `create` and stopped before journaling its answer.
+            found = await ctx.odoo(
+                ctx.desk.find_recent_ticket, partner_id=partner, subject=name, since=started["since"]
+            )
+            if found:
+                log.info("%s: recovered ticket %s created before a restart", job.key, found)
+                return {"ticket": found, "new": True, "partner": partner}
+        job.results["ticket_started"] = {"since": _odoo_time(time.time() - 60)}
+        ctx.checkpoint(job)
+        ticket = await ctx.odoo(
+            ctx.desk.create_ticket,
+            subject=name,
+            description_html=message_body(email),
+            partner_id=partner,
+            email=email.from_addr,
+            name=email.from_name,
+        )
+        log.info("%s: created ticket %s for %s", job.key, ticket, email.from_addr)
+        return {"ticket": ticket, "new": True, "partner": partner}
+
+
+class PostStage:
+    """Put the email (text and attachments) on the ticket's chatter with its Message-ID."""
+
+    name = "post"
+
+    async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
+        email = job.email
+        assert email is not None
+        ticket = job.ticket_id
+        assert ticket is not None
+        if job.result("route").get("posted"):
+            ctx.store.remember_message(email.key, ticket, "in")
+            return {"skipped": "already in Odoo"}
+        if job.attempts or job.resumed:
+            if any(m.get("res_id") == ticket for m in await ctx.odoo(ctx.desk.find_messages, [email.key])):
+                ctx.store.remember_message(email.key, ticket, "in")
+                return {"skipped": "posted before a restart"}
+        partner = job.result("ticket").get("partner") or await customer_partner(ctx, email)
+        message = await ctx.odoo(
+            ctx.desk.post_customer_message,
+            ticket,
+            body_html=message_body(email),
+            partner_id=partner,
+            email_from=email.from_addr,
+            message_id=email.key,
+            subject=ticket_name(email),
+            attachments=email.attachments,
+        )
+        ctx.store.remember_message(email.key, ticket, "in")
+        return {"message": message, "attachments": len(email.attachments)}
+
+
+class AcknowledgeStage:
+    """Queue the acknowledgement for a new ticket, if the guard and the reply cap allow it."""
+
+    name = "acknowledge"
+
+    async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
+        email = job.email
+        assert email is not None
+        ticket = job.ticket_id
+        assert ticket is not None
+        if not job.result("ticket").get("new"):
+            return {"skipped": "follow-up on an existing ticket"}
+        if job.result("guard").get("action") != GuardAction.PROCESS.value:
+            return {"skipped": job.result("guard").get("reason") or "guard"}
+        if not ctx.cfg.tickets.acknowledge:
+            return {"skipped": "acknowledgements disabled"}
+        key = f"ack:{email.key}"
+        existing = ctx.store.outbox.get(key)
+        if existing:
+            return {"message_id": existing["payload"]["message_id"], "to": email.from_addr}
+        if not reply_cap_allows(ctx, email.from_addr):
+            log.warning("%s: reply cap reached for %s: no acknowledgement", job.key, email.from_addr)
+            return {"skipped": "reply cap reached"}
+        mail = ctx.composer.acknowledgement(email, ticket)
+        ctx.store.remember_message(mail.message_id, ticket, "out")
+        ctx.outbox.enqueue(
+            Effect(
+                key,
+                "smtp",
+                {
+                    "raw": mail.raw,
+                    "sender": mail.sender,
+                    "recipients": [mail.recipient],
+                    "message_id": mail.message_id,
+                    "ticket": ticket,
+                    "email_key": email.key,
+                    "subject": mail.subject,
+                    "text": mail.text,
+                },
+            )
+        )
+        return {"message_id": mail.message_id, "to": mail.recipient}
+
+
+def reply_cap_allows(ctx: Context, address: str) -> bool:
+    """Sliding window of automatic replies per recipient; records this one when allowed."""
+    cap = ctx.cfg.guard.reply_cap
+    now = time.time()
+    key = f"cap:{address.lower()}"
+    recent = [t for t in ctx.store.meta.get(key, []) if t > now - cap.per_seconds]
+    if len(recent) >= cap.count:
+        return False
+    ctx.store.meta.put(key, [*recent, now])
+    return True
+
+
+def ack_follow_ups(payload: dict[str, Any]) -> list[Effect]:
+    """After an acknowledgement went out: log it on the ticket as an internal note."""
+    body = (
+        f"<p><b>Automatic acknowledgement sent</b> to {escape(payload['recipients'][0])}<br/>"
+        f"Subject: {escape(payload['subject'])}<br/>Message-ID: {escape(payload['message_id'])}</p>"
+        f"{text_to_html(payload['text'])}"
+    )
+    return [
+        Effect(
+            f"note:{payload['message_id']}",
+            "odoo_note",
+            {"ticket": payload["ticket"], "body": body, "marker": payload["message_id"],
+             "email_key": payload.get("email_key", "")},
+        )
+    ]
+
+
+STAGES: tuple[Stage, ...] = (GuardStage(), RouteStage(), TicketStage(), PostStage(), AcknowledgeStage())

@@ -1,0 +1,227 @@
+"""The intake loop: finds unprocessed mail in IMAP, feeds it to the runner with bounded
+concurrency (one conversation at a time, in arrival order), and marks or quarantines it after.
+
+IMAP is the queue: a message stays unmarked until its job is journaled as finished, so a crash
+anywhere loses nothing; a deferred message is simply looked at again when its retry is due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from bridge.aio import wait_event
+from bridge.config import Config
+from bridge.errors import ConfigurationError, TransientError, UnparseableEmail
+from bridge.mail.inbox import Envelope, ImapSession
+from bridge.mail.parse import parse_email
+from bridge.mail.thread_ids import conversation_key
+from bridge.models import InboundEmail
+from bridge.pipeline.health import ServiceHealth
+from bridge.pipeline.runner import Outcome, Runner
+from bridge.store import Store
+
+log = logging.getLogger("bridge.intake")
+
+FETCH_BYTES_PER_ROUND = 32 * 1024 * 1024
+
+
+class Intake:
+    """Owns the IMAP work session (through a one-thread executor) and the in-flight jobs."""
+
+    def __init__(self, cfg: Config, runner: Runner, store: Store, health: ServiceHealth) -> None:
+        self.cfg = cfg
+        self.runner = runner
+        self.store = store
+        self.health = health
+        self.session = ImapSession(cfg.imap)
+        self._imap_pool = ThreadPoolExecutor(1, thread_name_prefix="imap")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.wake = asyncio.Event()
+        self.inflight: dict[int, asyncio.Task] = {}
+        self.deferred: dict[int, float] = {}
+        self._to_mark: list[tuple[int, int]] = []
+        self._to_quarantine: list[tuple[int, int]] = []
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._slots = asyncio.Semaphore(cfg.pipeline.concurrency)
+        self.max_inflight = cfg.pipeline.concurrency * 4
+        self.last_uid = 0
+        self.outcomes: list[Callable[[int, Outcome], None]] = []
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Attach to the running loop before the IDLE thread may call notify_threadsafe."""
+        self._loop = loop
+
+    def notify_threadsafe(self) -> None:
+        """Called from the IDLE thread: something may have arrived."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.wake.set)
+
+    async def _imap(self, fn: Callable[..., Any], *args: Any) -> Any:
+        assert self._loop is not None
+        return await self._loop.run_in_executor(self._imap_pool, fn, *args)
+
+    async def run(self) -> None:
+        """Forever: connect, serve, and after a drop reconnect with backoff (one log line per outage)."""
+        self.bind(asyncio.get_running_loop())
+        failures = 0
+        while True:
+            try:
+                await self._imap(self.session.open)
+                self._check_uidvalidity()
+                self.health.ok()
+                failures = 0
+                await self._serve()
+            except TransientError as exc:
+                self.health.failed(str(exc))
+                failures += 1
+            except ConfigurationError as exc:
+                log.error("imap: %s — fix the configuration; retrying", exc)
+                failures = max(failures + 1, 6)
+            delay = min(self.cfg.imap.reconnect_max_seconds, 0.5 * 2 ** min(failures, 8))
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    def _check_uidvalidity(self) -> None:
+        saved = self.store.meta.get("imap_checkpoint") or {}
+        validity = self.session.uidvalidity
+        if saved.get("uidvalidity") not in (None, validity):
+            log.warning(
+                "imap: UIDVALIDITY of %s changed (%s → %s): rescanning the whole folder; "
+                "the job journal prevents duplicates", self.cfg.imap.folder, saved.get("uidvalidity"), validity
+            )
+            self.deferred.clear()
+            self.last_uid = 0
+        else:
+            self.last_uid = int(saved.get("last_uid", 0))
+        self._to_mark = [item for item in self._to_mark if item[0] == validity]
+        self._to_quarantine = [item for item in self._to_quarantine if item[0] == validity]
+
+    def _save_checkpoint(self) -> None:
+        self.store.meta.put(
+            "imap_checkpoint", {"uidvalidity": self.session.uidvalidity, "last_uid": self.last_uid}
+        )
+
+    async def _serve(self) -> None:
+        next_full_scan = 0.0
+        while True:
+            self.wake.clear()
+            await self._flush()
+            now = time.monotonic()
+            deferred_due = any(due <= now for due in self.deferred.values())
+            if len(self.inflight) < self.max_inflight:
+                if now >= next_full_scan or deferred_due:
+                    uids = await self._imap(self.session.search_unprocessed, 0)
+                    next_full_scan = now + self.cfg.imap.rescan_interval_seconds
+                else:
+                    uids = await self._imap(self.session.search_unprocessed, self.last_uid)
+                if await self._admit(uids):
+                    next_full_scan = now  # more is waiting than we could take: look again soon
+            upcoming = [next_full_scan, *self.deferred.values()]
+            timeout = max(0.01, min(upcoming) - time.monotonic())
+            await wait_event(self.wake, timeout)
+
+    async def _admit(self, uids: list[int]) -> bool:
+        """Start jobs for the UIDs not already running or waiting; True when some had to wait."""
+        now = time.monotonic()
+        waiting = [u for u in uids if u not in self.inflight and self.deferred.get(u, 0) <= now]
+        fresh = waiting[: self.max_inflight - len(self.inflight)]
+        if not fresh:
+            return bool(waiting)
+        for start in range(0, len(fresh), self.cfg.imap.batch_size):
+            envelopes = await self._imap(self.session.envelopes, fresh[start : start + self.cfg.imap.batch_size])
+            await self._take(envelopes)
+        if max(fresh) > self.last_uid:
+            self.last_uid = max(fresh)
+            self._save_checkpoint()
+        return len(waiting) > len(fresh)
+
+    async def _take(self, envelopes: list[Envelope]) -> None:
+        limit = self.cfg.imap.max_message_bytes
+        group: list[Envelope] = []
+        group_bytes = 0
+        for env in envelopes:
+            if env.size > limit:
+                await self._too_large(env, limit)
+                continue
+            if group and group_bytes + env.size > FETCH_BYTES_PER_ROUND:
+                await self._fetch_and_start(group)
+                group, group_bytes = [], 0
+            group.append(env)
+            group_bytes += env.size
+        if group:
+            await self._fetch_and_start(group)
+
+    async def _too_large(self, env: Envelope, limit: int) -> None:
+        key = env.message_id or await self._imap(self.session.header_digest, env.uid)
+        job = self.runner.load_key(key)
+        if job.status != "quarantined":
+            self.runner.quarantine(job, f"too large: {env.size} bytes > imap.max_message_bytes {limit}")
+        self._to_quarantine.append((self.session.uidvalidity, env.uid))
+
+    async def _fetch_and_start(self, group: list[Envelope]) -> None:
+        raws = await self._imap(self.session.fetch, [env.uid for env in group])
+        loop = asyncio.get_running_loop()
+        for env in group:
+            raw = raws.get(env.uid)
+            if raw is None:  # expunged meanwhile by someone else
+                continue
+            try:
+                email = await loop.run_in_executor(None, parse_email, raw) if len(raw) > 1_000_000 else parse_email(raw)
+            except UnparseableEmail as exc:
+                key = "sha256:" + hashlib.sha256(raw).hexdigest()
+                self.runner.quarantine(self.runner.load_key(key), f"unparseable: {exc}")
+                self._to_quarantine.append((self.session.uidvalidity, env.uid))
+                continue
+            self.inflight[env.uid] = asyncio.create_task(self._job(env.uid, self.session.uidvalidity, email))
+
+    async def _job(self, uid: int, validity: int, email: InboundEmail) -> None:
+        conversation = conversation_key(email, self.cfg.tickets.tag_prefix)
+        lock = self._locks.setdefault(conversation, asyncio.Lock())
+        try:
+            async with lock:
+                async with self._slots:
+                    outcome = await self.runner.process(email)
+        except Exception:  # the runner catches everything it knows; this is a last resort
+            log.exception("%s: job crashed; retrying later", email.key)
+            outcome = Outcome("deferred", "crash", self.cfg.pipeline.retry_max_seconds)
+        finally:
+            self.inflight.pop(uid, None)
+            if not lock.locked() and self._locks.get(conversation) is lock:
+                del self._locks[conversation]
+        if outcome.status == "done":
+            self.deferred.pop(uid, None)
+            self._to_mark.append((validity, uid))
+        elif outcome.status == "quarantined":
+            self.deferred.pop(uid, None)
+            self._to_quarantine.append((validity, uid))
+        else:
+            self.deferred[uid] = time.monotonic() + outcome.delay
+        for observer in self.outcomes:
+            observer(uid, outcome)
+        self.wake.set()
+
+    async def _flush(self) -> None:
+        """Mark finished mail and move quarantined mail, in one IMAP command each."""
+        validity = self.session.uidvalidity
+        for pending, action in ((self._to_mark, self.session.mark_done), (self._to_quarantine, self.session.quarantine)):
+            uids = sorted({uid for v, uid in pending if v == validity})
+            pending.clear()
+            if uids:
+                await self._imap(action, uids)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Let running jobs finish (bounded), mark what finished, close the session."""
+        if self.inflight:
+            await asyncio.wait(list(self.inflight.values()), timeout=timeout)
+        try:
+            if self.session.client is not None:
+                await self._flush()
+        except Exception as exc:  # the journal re-marks these at the next start
+            log.warning("imap: could not mark finished mail at shutdown: %s", exc)
+        await self._imap(self.session.close)
+        self._imap_pool.shutdown(wait=False)

@@ -1,0 +1,56 @@
+"""The journal of one email's trip through the pipeline, persisted after every stage."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bridge.models import InboundEmail
+
+
+@dataclass
+class Job:
+    """Progress of one email: which stages finished and what they produced.
+
+    ``results`` maps a stage name to its recorded result; a stage whose name is present is done
+    and is never run again, which is what makes a restart resume where it stopped.
+    """
+
+    key: str
+    status: str = "active"  # active | done | quarantined
+    results: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0
+    rejections: int = 0
+    last_error: str = ""
+    subject: str = ""
+    sender: str = ""
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    email: InboundEmail | None = field(default=None, compare=False)
+    resumed: bool = field(default=False, compare=False)  # loaded from the journal, not new
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Job":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in ("email", "resumed")}
+        return cls(**known)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("email", None)
+        data.pop("resumed", None)
+        return data
+
+    def done(self, stage: str) -> bool:
+        return stage in self.results
+
+    def result(self, stage: str) -> dict[str, Any]:
+        return self.results.get(stage) or {}
+
+    @property
+    def ticket_id(self) -> int | None:
+        for stage in ("ticket", "route"):
+            ticket = self.result(stage).get("ticket")
+            if ticket:
+                return int(ticket)
+        return None

@@ -1,0 +1,178 @@
+"""The persistent outbox: durable side effects with an idempotency key, retries and dead letters.
+
+An effect is written (and committed) before anything is attempted, so a crash never loses it;
+its key makes enqueueing twice a no-op. Handlers get ``(payload, attempt)`` and may return
+follow-up effects (e.g. "log the sent reply as a note") which are enqueued atomically with the
+success. A crash between the outside effect and its success record means the effect is tried
+again: handlers make that safe (SMTP re-sends the same Message-ID, which mail clients collapse;
+the note handler looks for its marker before posting again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from bridge.aio import wait_event
+from bridge.errors import BridgeError, ConfigurationError, PermanentError, TransientError
+from bridge.pipeline.health import ServiceHealth
+from bridge.store import Table
+
+log = logging.getLogger("bridge.outbox")
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A side effect to perform: ``kind`` selects the handler."""
+
+    key: str
+    kind: str
+    payload: dict[str, Any]
+
+
+Handler = Callable[[dict[str, Any], int], Awaitable[list[Effect] | None]]
+
+
+def backoff(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter (AWS architecture blog), never below 10% of the step."""
+    step = min(cap, base * (2 ** max(0, attempt - 1)))
+    return random.uniform(step * 0.1, step)
+
+
+class Outbox:
+    """Runs due effects concurrently; wakes at once when something is enqueued."""
+
+    def __init__(
+        self,
+        table: Table,
+        handlers: dict[str, Handler],
+        health: dict[str, ServiceHealth],
+        *,
+        max_attempts: int = 10,
+        retry_base: float = 2.0,
+        retry_max: float = 300.0,
+        concurrency: int = 8,
+    ) -> None:
+        self.table = table
+        self.handlers = handlers
+        self.health = health
+        self.max_attempts = max_attempts
+        self.retry_base = retry_base
+        self.retry_max = retry_max
+        self._wake = asyncio.Event()
+        self._running: set[str] = set()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._tasks: set[asyncio.Task] = set()
+        self.observers: list[Callable[[str, str, dict[str, Any]], None]] = []
+
+    def enqueue(self, effect: Effect, *, commit: bool = True) -> bool:
+        """Record an effect; False when one with the same key already exists (idempotency)."""
+        if effect.key in self.table:
+            return False
+        now = time.time()
+        self.table[effect.key] = {
+            "kind": effect.kind,
+            "payload": effect.payload,
+            "status": "pending",
+            "attempts": 0,
+            "next_at": 0.0,
+            "last_error": "",
+            "created_at": now,
+            "updated_at": now,
+        }
+        if commit:
+            self.table.commit()
+        self._wake.set()
+        return True
+
+    def pending(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(k, v) for k, v in self.table.items() if v.get("status") == "pending"]
+
+    def dead(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(k, v) for k, v in self.table.items() if v.get("status") == "dead"]
+
+    async def run(self) -> None:
+        """Forever: start every due effect, then sleep until the next is due or a wake-up."""
+        while True:
+            self._wake.clear()
+            now = time.time()
+            next_due = now + 60.0
+            for key, record in self.pending():
+                if key in self._running:
+                    continue
+                if record["next_at"] <= now:
+                    self._running.add(key)
+                    task = asyncio.create_task(self._attempt(key, record))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                else:
+                    next_due = min(next_due, record["next_at"])
+            await wait_event(self._wake, max(0.05, next_due - time.time()))
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (bounded) for effects already running; used at shutdown."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
+    def _emit(self, event: str, key: str, record: dict[str, Any]) -> None:
+        for observer in self.observers:
+            observer(event, key, record)
+
+    async def _attempt(self, key: str, record: dict[str, Any]) -> None:
+        kind = record["kind"]
+        health = self.health.get(kind)
+        try:
+            async with self._slots:
+                follow_ups = await self.handlers[kind](record["payload"], record["attempts"])
+        except TransientError as exc:
+            if health:
+                health.failed(str(exc))
+            self._failed(key, record, exc, final=False)
+        except PermanentError as exc:
+            self._failed(key, record, exc, final=True)
+        except ConfigurationError as exc:
+            log.error("%s: %s effect blocked by configuration: %s", key, kind, exc)
+            self._failed(key, record, exc, final=False)
+        except BridgeError as exc:
+            self._failed(key, record, exc, final=False)
+        except Exception as exc:  # a handler bug must not kill the outbox loop
+            log.exception("%s: %s effect crashed", key, kind)
+            self._failed(key, record, exc, final=False)
+        else:
+            if health:
+                health.ok()
+            for effect in follow_ups or ():
+                self.enqueue(effect, commit=False)
+            record.update(status="sent", updated_at=time.time(), last_error="")
+            self.table[key] = record
+            self.table.commit()
+            log.debug("%s: %s effect done", key, kind)
+            self._emit("sent", key, record)
+        finally:
+            self._running.discard(key)
+            self._wake.set()
+
+    def _failed(self, key: str, record: dict[str, Any], exc: Exception, *, final: bool) -> None:
+        record["attempts"] += 1
+        record["last_error"] = str(exc)[:500]
+        record["updated_at"] = time.time()
+        if final or record["attempts"] >= self.max_attempts:
+            record["status"] = "dead"
+            log.error(
+                "%s: %s effect dead-lettered after %d attempt(s): %s — see `bridge outbox list`",
+                key,
+                record["kind"],
+                record["attempts"],
+                record["last_error"],
+            )
+            self._emit("dead", key, record)
+        else:
+            delay = backoff(record["attempts"], self.retry_base, self.retry_max)
+            record["next_at"] = time.time() + delay
+            log.debug("%s: %s effect retry in %.1fs: %s", key, record["kind"], delay, exc)
+        self.table[key] = record
+        self.table.commit()

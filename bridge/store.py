@@ -1,0 +1,131 @@
+"""Durable state in ``state/``: sqlitedict tables, JSON-encoded (never pickle), one file each.
+
+Tables:
+  jobs        email key → job journal (per-stage results, status)          bridge.pipeline.job
+  messages    Message-ID → {"ticket", "dir": "in"|"out", "at"}              threading and loops
+  outbox      effect key → outbox effect                                     bridge.pipeline.outbox
+  quarantine  email key → {"reason", "at", "subject", "from", "folder"}     `bridge quarantine`
+  meta        small singletons: IMAP checkpoint, per-recipient reply windows
+
+Each table lives in its own file so their writer threads never contend for one SQLite lock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from sqlitedict import SqliteDict
+
+log = logging.getLogger(__name__)
+
+TABLES = ("jobs", "messages", "outbox", "quarantine", "meta")
+
+
+def _encode(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class Table:
+    """A JSON-encoded key/value table; writes are committed by the caller's ``commit()``."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.name = name
+        self._db = SqliteDict(
+            str(path),
+            tablename=name,
+            autocommit=False,
+            journal_mode="WAL",
+            encode=_encode,
+            decode=json.loads,
+            outer_stack=False,
+        )
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._db.get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._db[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._db[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._db[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._db
+
+    def __len__(self) -> int:
+        return len(self._db)
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        return iter(self._db.items())
+
+    def keys(self) -> Iterator[str]:
+        return iter(self._db.keys())
+
+    def put(self, key: str, value: Any) -> None:
+        """Write and commit at once: for records that must survive a crash right after."""
+        self._db[key] = value
+        self._db.commit()
+
+    def commit(self) -> None:
+        self._db.commit()
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class Store:
+    """All tables of one bridge instance, opened from (and created in) the state folder."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.jobs = Table(self.dir / "jobs.sqlite", "jobs")
+        self.messages = Table(self.dir / "messages.sqlite", "messages")
+        self.outbox = Table(self.dir / "outbox.sqlite", "outbox")
+        self.quarantine = Table(self.dir / "quarantine.sqlite", "quarantine")
+        self.meta = Table(self.dir / "meta.sqlite", "meta")
+
+    def tables(self) -> tuple[Table, ...]:
+        return (self.jobs, self.messages, self.outbox, self.quarantine, self.meta)
+
+    def remember_message(self, message_id: str, ticket_id: int, direction: str) -> None:
+        """Record that a Message-ID belongs to a ticket (inbound or sent by us)."""
+        self.messages.put(message_id, {"ticket": ticket_id, "dir": direction, "at": time.time()})
+
+    def prune(self, retention_seconds: float, now: float | None = None) -> dict[str, int]:
+        """Drop finished jobs, sent effects and old Message-IDs older than the retention.
+
+        Message-IDs are kept for the same time so a reply to an old acknowledgement still
+        threads locally; after that, threading falls back to Odoo's own mail.message lookup.
+        """
+        cutoff = (now or time.time()) - retention_seconds
+        removed = {"jobs": 0, "outbox": 0, "messages": 0}
+        for key, job in list(self.jobs.items()):
+            if job.get("status") in ("done", "quarantined") and job.get("updated_at", 0) < cutoff:
+                del self.jobs[key]
+                removed["jobs"] += 1
+        for key, effect in list(self.outbox.items()):
+            if effect.get("status") in ("sent", "dead") and effect.get("updated_at", 0) < cutoff:
+                del self.outbox[key]
+                removed["outbox"] += 1
+        for key, record in list(self.messages.items()):
+            if record.get("at", 0) < cutoff:
+                del self.messages[key]
+                removed["messages"] += 1
+        for table in (self.jobs, self.outbox, self.messages):
+            table.commit()
+        return removed
+
+    def close(self) -> None:
+        for table in self.tables():
+            try:
+                table.close()
+            except Exception:  # closing is best effort at shutdown
+                log.debug("state: closing %s failed", table.name, exc_info=True)
