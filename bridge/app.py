@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import secrets
 import signal
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from bridge.config import Config
+from bridge.errors import ConfigurationError
 from bridge.mail.compose import Composer
 from bridge.mail.guard import GuardContext
 from bridge.mail.inbox import IdleWatcher
@@ -30,6 +33,18 @@ log = logging.getLogger("bridge")
 PRUNE_EVERY_SECONDS = 3600.0
 
 
+def lock_state(directory: str) -> IO[str]:
+    """One running bridge per state folder (per mailbox): a second one would double every email."""
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    handle = open(Path(directory) / "bridge.lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ConfigurationError(f"state.dir {directory} is in use by another running bridge") from None
+    return handle
+
+
 def instance_secret(cfg: Config, store: Store) -> bytes:
     """The key that signs our Message-IDs: from config, else generated once and kept in state."""
     configured = cfg.bridge.secret.get_secret_value()
@@ -47,6 +62,7 @@ class App:
 
     def __init__(self, cfg: Config, *, observers: list[Observer] | None = None) -> None:
         self.cfg = cfg
+        self._lock = lock_state(cfg.state.dir)
         self.store = Store(cfg.state.dir)
         self.health = {name: ServiceHealth(name) for name in ("imap", "odoo", "smtp")}
         self.rpc = OdooRPC(cfg.odoo)
@@ -148,6 +164,7 @@ class App:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.store.close()
+        self._lock.close()
         log.info("bridge stopped")
 
     async def run_until_signalled(self) -> None:

@@ -28,7 +28,9 @@ from bridge.store import Store
 
 log = logging.getLogger("bridge.intake")
 
-FETCH_BYTES_PER_ROUND = 32 * 1024 * 1024
+# Raw bytes held by running jobs at most (one larger email may always run alone): memory stays
+# bounded however many large emails wait.
+INFLIGHT_BYTES = 64 * 1024 * 1024
 
 
 class Intake:
@@ -44,6 +46,7 @@ class Intake:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.wake = asyncio.Event()
         self.inflight: dict[int, asyncio.Task] = {}
+        self._inflight_bytes: dict[int, int] = {}
         self.deferred: dict[int, float] = {}
         self._to_mark: list[tuple[int, int]] = []
         self._to_quarantine: list[tuple[int, int]] = []
@@ -132,29 +135,36 @@ class Intake:
         fresh = waiting[: self.max_inflight - len(self.inflight)]
         if not fresh:
             return bool(waiting)
+        taken: list[int] = []
         for start in range(0, len(fresh), self.cfg.imap.batch_size):
             envelopes = await self._imap(self.session.envelopes, fresh[start : start + self.cfg.imap.batch_size])
-            await self._take(envelopes)
-        if max(fresh) > self.last_uid:
-            self.last_uid = max(fresh)
+            taken += await self._take(envelopes)
+            if len(taken) < start + len(envelopes):
+                break  # memory budget reached
+        if taken and max(taken) > self.last_uid:
+            self.last_uid = max(taken)
             self._save_checkpoint()
-        return len(waiting) > len(fresh)
+        return len(waiting) > len(taken)
 
-    async def _take(self, envelopes: list[Envelope]) -> None:
+    async def _take(self, envelopes: list[Envelope]) -> list[int]:
+        """Fetch and start what fits the memory budget, in UID order; returns the UIDs handled."""
         limit = self.cfg.imap.max_message_bytes
+        taken: list[int] = []
         group: list[Envelope] = []
-        group_bytes = 0
+        held = sum(self._inflight_bytes.values())
         for env in envelopes:
             if env.size > limit:
                 await self._too_large(env, limit)
+                taken.append(env.uid)
                 continue
-            if group and group_bytes + env.size > FETCH_BYTES_PER_ROUND:
-                await self._fetch_and_start(group)
-                group, group_bytes = [], 0
+            if held + env.size > INFLIGHT_BYTES and (held or group):
+                break
             group.append(env)
-            group_bytes += env.size
+            held += env.size
         if group:
             await self._fetch_and_start(group)
+            taken += [env.uid for env in group]
+        return sorted(taken)
 
     async def _too_large(self, env: Envelope, limit: int) -> None:
         key = env.message_id or await self._imap(self.session.header_digest, env.uid)
@@ -177,6 +187,7 @@ class Intake:
                 self.runner.quarantine(self.runner.load_key(key), f"unparseable: {exc}")
                 self._to_quarantine.append((self.session.uidvalidity, env.uid))
                 continue
+            self._inflight_bytes[env.uid] = env.size
             self.inflight[env.uid] = asyncio.create_task(self._job(env.uid, self.session.uidvalidity, email))
 
     async def _job(self, uid: int, validity: int, email: InboundEmail) -> None:
@@ -191,6 +202,7 @@ class Intake:
             outcome = Outcome("deferred", "crash", self.cfg.pipeline.retry_max_seconds)
         finally:
             self.inflight.pop(uid, None)
+            self._inflight_bytes.pop(uid, None)
             if not lock.locked() and self._locks.get(conversation) is lock:
                 del self._locks[conversation]
         if outcome.status == "done":

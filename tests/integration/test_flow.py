@@ -254,3 +254,11 @@ def test_imap_server_restart_is_survived(bridge_factory, mailbox, odoo, sink, do
     uid = mailbox.append(email_bytes(subject="after")[0])
     wait_until(lambda: done(mailbox, uid), timeout=30, what="mail after the IMAP restart")
     assert sorted(t["name"] for t in tickets(odoo)) == ["after", "before"]
+
+
+def test_a_second_bridge_on_the_same_state_refuses_to_start(bridge_factory):
+    from bridge.errors import ConfigurationError
+
+    bridge_factory()
+    with pytest.raises(ConfigurationError, match="in use by another running bridge"):
+        bridge_factory()
