@@ -7,6 +7,7 @@ import fcntl
 import logging
 import secrets
 import signal
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
@@ -168,6 +169,9 @@ class App:
         log.info("bridge stopped")
 
     async def run_until_signalled(self) -> None:
+        # The event loop hands work to many I/O threads and waits on the state threads; with
+        # the default 5 ms GIL switch interval every hand-off can stall that long.
+        sys.setswitchinterval(0.0005)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

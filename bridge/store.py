@@ -68,13 +68,15 @@ class Table:
     def keys(self) -> Iterator[str]:
         return iter(self._db.keys())
 
-    def put(self, key: str, value: Any) -> None:
-        """Write and commit at once: for records that must survive a crash right after."""
+    def put(self, key: str, value: Any, *, durable: bool = True) -> None:
+        """Write and commit. ``durable`` waits until it is on disk: for records that must
+        survive a crash right after (before an outside effect); otherwise the commit is queued
+        and the caller goes on (the writer thread keeps the order of every write)."""
         self._db[key] = value
-        self._db.commit()
+        self._db.commit(blocking=durable)
 
-    def commit(self) -> None:
-        self._db.commit()
+    def commit(self, *, durable: bool = True) -> None:
+        self._db.commit(blocking=durable)
 
     def close(self) -> None:
         self._db.close()
@@ -96,8 +98,12 @@ class Store:
         return (self.jobs, self.messages, self.outbox, self.quarantine, self.meta)
 
     def remember_message(self, message_id: str, ticket_id: int, direction: str) -> None:
-        """Record that a Message-ID belongs to a ticket (inbound or sent by us)."""
-        self.messages.put(message_id, {"ticket": ticket_id, "dir": direction, "at": time.time()})
+        """Record that a Message-ID belongs to a ticket (inbound or sent by us).
+
+        Not waited for: if a crash loses it, threading falls back to the signed Message-ID
+        and to Odoo's own mail.message lookup.
+        """
+        self.messages.put(message_id, {"ticket": ticket_id, "dir": direction, "at": time.time()}, durable=False)
 
     def prune(self, retention_seconds: float, now: float | None = None) -> dict[str, int]:
         """Drop finished jobs, sent effects and old Message-IDs older than the retention.

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import formatdate
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formataddr, formatdate
 from pathlib import Path
 
 import jinja2
@@ -16,6 +17,7 @@ from bridge.mail.thread_ids import make_message_id, strip_reply_prefixes, subjec
 from bridge.models import InboundEmail
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_ADDRESS = re.compile(r"[^\s<>()\[\],;:\"@]+@[^\s<>()\[\],;:\"@]+")
 
 
 @dataclass(frozen=True)
@@ -93,15 +95,20 @@ class Composer:
         text = self._render(f"{template}.txt.j2", **values)
         html = self._render(f"{template}.html.j2", **values)
         message_id = make_message_id(ticket_id, self.domain, self.secret, kind=kind)
+        if not _ADDRESS.fullmatch(email.from_addr):
+            raise RejectedByService(f"cannot reply to {email.from_addr!r}: not a plain address", service="smtp")
         try:
-            recipient = Address(display_name=values["customer_name"], addr_spec=email.from_addr)
-        except (ValueError, IndexError) as exc:
+            recipient = formataddr((values["customer_name"], email.from_addr), charset="utf-8")
+            sender = formataddr((self.from_name, self.from_address), charset="utf-8")
+        except (ValueError, UnicodeError) as exc:
             raise RejectedByService(f"cannot reply to {email.from_addr!r}: {exc}", service="smtp") from exc
 
-        msg = EmailMessage()
-        msg["From"] = Address(display_name=self.from_name, addr_spec=self.from_address)
+        # compat32 MIME classes: several times cheaper than EmailMessage's header parsing, which
+        # dominated the cost of a reply under load; every header value here is ours or sanitised.
+        msg = MIMEMultipart("alternative")
+        msg["From"] = sender
         msg["To"] = recipient
-        msg["Subject"] = subject
+        msg["Subject"] = Header(subject, "utf-8") if not subject.isascii() else subject
         msg["Date"] = formatdate(localtime=False, usegmt=True)
         msg["Message-ID"] = message_id
         if email.message_id:
@@ -111,8 +118,8 @@ class Composer:
         msg["Auto-Submitted"] = "auto-replied"
         msg["X-Auto-Response-Suppress"] = "All"
         msg["X-Loop"] = self.loop_token
-        msg.set_content(text)
-        msg.add_alternative(html, subtype="html")
+        msg.attach(MIMEText(text, "plain", "utf-8"))
+        msg.attach(MIMEText(html, "html", "utf-8"))
         return OutgoingMail(
             message_id=message_id,
             sender=self.from_address,

@@ -51,10 +51,11 @@ class Context:
         self.health["odoo"].ok()
         return result
 
-    def checkpoint(self, job: Job) -> None:
-        """Persist the job journal now (before an outside write whose result we must not lose)."""
+    def checkpoint(self, job: Job, *, durable: bool = False) -> None:
+        """Journal the job. ``durable`` waits for the disk: before an outside write that must
+        not be repeated blindly, and when the job ends (before IMAP marks the email)."""
         job.updated_at = time.time()
-        self.store.jobs.put(job.key, job.to_dict())
+        self.store.jobs.put(job.key, job.to_dict(), durable=durable)
 
     def emit(self, event: str, job: Job, **detail: Any) -> None:
         """Tell observers (demo timeline, benches, metrics) what happened to a job."""

@@ -121,7 +121,8 @@ class TicketStage:
         assert email is not None
         routed = job.result("route").get("ticket")
         if routed:
-            return {"ticket": routed, "new": False}
+            # Found by its own Message-ID after a restart: still new if this job created it.
+            return {"ticket": routed, "new": "ticket_started" in job.results}
         partner = await customer_partner(ctx, email)
         name = ticket_name(email)
         started = job.results.get("ticket_started")
@@ -134,7 +135,7 @@ class TicketStage:
                 log.info("%s: recovered ticket %s created before a restart", job.key, found)
                 return {"ticket": found, "new": True, "partner": partner}
         job.results["ticket_started"] = {"since": _odoo_time(time.time() - 60)}
-        ctx.checkpoint(job)
+        ctx.checkpoint(job, durable=True)
         ticket = await ctx.odoo(
             ctx.desk.create_ticket,
             subject=name,
@@ -195,31 +196,24 @@ class AcknowledgeStage:
             return {"skipped": job.result("guard").get("reason") or "guard"}
         if not ctx.cfg.tickets.acknowledge:
             return {"skipped": "acknowledgements disabled"}
-        key = f"ack:{email.key}"
-        existing = ctx.store.outbox.get(key)
-        if existing:
-            return {"message_id": existing["payload"]["message_id"], "to": email.from_addr}
         if not reply_cap_allows(ctx, email.from_addr):
             log.warning("%s: reply cap reached for %s: no acknowledgement", job.key, email.from_addr)
             return {"skipped": "reply cap reached"}
+        key = f"ack:{email.key}"
         mail = ctx.composer.acknowledgement(email, ticket)
+        payload = {
+            "raw": mail.raw,
+            "sender": mail.sender,
+            "recipients": [mail.recipient],
+            "message_id": mail.message_id,
+            "ticket": ticket,
+            "email_key": email.key,
+            "subject": mail.subject,
+            "text": mail.text,
+        }
+        if not ctx.outbox.enqueue(Effect(key, "smtp", payload)):  # queued before a restart
+            return {"message_id": ctx.store.outbox[key]["payload"]["message_id"], "to": mail.recipient}
         ctx.store.remember_message(mail.message_id, ticket, "out")
-        ctx.outbox.enqueue(
-            Effect(
-                key,
-                "smtp",
-                {
-                    "raw": mail.raw,
-                    "sender": mail.sender,
-                    "recipients": [mail.recipient],
-                    "message_id": mail.message_id,
-                    "ticket": ticket,
-                    "email_key": email.key,
-                    "subject": mail.subject,
-                    "text": mail.text,
-                },
-            )
-        )
         return {"message_id": mail.message_id, "to": mail.recipient}
 
 
@@ -231,7 +225,7 @@ def reply_cap_allows(ctx: Context, address: str) -> bool:
     recent = [t for t in ctx.store.meta.get(key, []) if t > now - cap.per_seconds]
     if len(recent) >= cap.count:
         return False
-    ctx.store.meta.put(key, [*recent, now])
+    ctx.store.meta.put(key, [*recent, now], durable=False)
     return True
 
 

@@ -106,7 +106,7 @@ class Intake:
 
     def _save_checkpoint(self) -> None:
         self.store.meta.put(
-            "imap_checkpoint", {"uidvalidity": self.session.uidvalidity, "last_uid": self.last_uid}
+            "imap_checkpoint", {"uidvalidity": self.session.uidvalidity, "last_uid": self.last_uid}, durable=False
         )
 
     async def _serve(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from bridge.models import InboundEmail
@@ -32,14 +32,12 @@ class Job:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Job":
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in ("email", "resumed")}
+        known = {k: v for k, v in data.items() if k in JOURNALED}
         return cls(**known)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("email", None)
-        data.pop("resumed", None)
-        return data
+        """The journal record (no deep copy: it is JSON-encoded at once)."""
+        return {name: getattr(self, name) for name in JOURNALED}
 
     def done(self, stage: str) -> bool:
         return stage in self.results
@@ -54,3 +52,6 @@ class Job:
             if ticket:
                 return int(ticket)
         return None
+
+
+JOURNALED = tuple(f.name for f in fields(Job) if f.name not in ("email", "resumed"))

@@ -34,6 +34,8 @@ class Effect:
     payload: dict[str, Any]
 
 
+RELOAD_SECONDS = 60.0
+
 Handler = Callable[[dict[str, Any], int], Awaitable[list[Effect] | None]]
 
 
@@ -67,14 +69,19 @@ class Outbox:
         self._running: set[str] = set()
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task] = set()
+        # Due times of pending effects, read once: the table also holds every sent effect until
+        # pruning, and scanning it on each wake-up made the outbox quadratic under load.
+        self._pending: dict[str, dict[str, Any]] = {
+            key: record for key, record in table.items() if record.get("status") == "pending"
+        }
         self.observers: list[Callable[[str, str, dict[str, Any]], None]] = []
 
     def enqueue(self, effect: Effect, *, commit: bool = True) -> bool:
         """Record an effect; False when one with the same key already exists (idempotency)."""
-        if effect.key in self.table:
+        if effect.key in self._pending or effect.key in self.table:
             return False
         now = time.time()
-        self.table[effect.key] = {
+        record = self._pending[effect.key] = {
             "kind": effect.kind,
             "payload": effect.payload,
             "status": "pending",
@@ -84,33 +91,46 @@ class Outbox:
             "created_at": now,
             "updated_at": now,
         }
+        self.table[effect.key] = record
         if commit:
             self.table.commit()
         self._wake.set()
         return True
 
-    def pending(self) -> list[tuple[str, dict[str, Any]]]:
-        return [(k, v) for k, v in self.table.items() if v.get("status") == "pending"]
+    def pending(self) -> list[str]:
+        """Keys of the effects not yet done (running ones included)."""
+        return list(self._pending)
 
     def dead(self) -> list[tuple[str, dict[str, Any]]]:
         return [(k, v) for k, v in self.table.items() if v.get("status") == "dead"]
 
+    def _reload(self) -> None:
+        """Pick up effects re-queued from outside (`bridge outbox retry` in another process)."""
+        for key, record in self.table.items():
+            if record.get("status") == "pending" and key not in self._pending:
+                self._pending[key] = record
+
     async def run(self) -> None:
         """Forever: start every due effect, then sleep until the next is due or a wake-up."""
+        reload_at = time.monotonic() + RELOAD_SECONDS
         while True:
             self._wake.clear()
+            if time.monotonic() >= reload_at:
+                self._reload()
+                reload_at = time.monotonic() + RELOAD_SECONDS
             now = time.time()
             next_due = now + 60.0
-            for key, record in self.pending():
+            for key, record in list(self._pending.items()):
                 if key in self._running:
                     continue
-                if record["next_at"] <= now:
+                due = record["next_at"]
+                if due <= now:
                     self._running.add(key)
                     task = asyncio.create_task(self._attempt(key, record))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
                 else:
-                    next_due = min(next_due, record["next_at"])
+                    next_due = min(next_due, due)
             await wait_event(self._wake, max(0.05, next_due - time.time()))
 
     async def drain(self, timeout: float) -> None:
@@ -150,6 +170,7 @@ class Outbox:
             record.update(status="sent", updated_at=time.time(), last_error="")
             self.table[key] = record
             self.table.commit()
+            self._pending.pop(key, None)
             log.debug("%s: %s effect done", key, kind)
             self._emit("sent", key, record)
         finally:
@@ -169,6 +190,7 @@ class Outbox:
                 record["attempts"],
                 record["last_error"],
             )
+            self._pending.pop(key, None)
             self._emit("dead", key, record)
         else:
             delay = backoff(record["attempts"], self.retry_base, self.retry_max)

@@ -83,7 +83,7 @@ class Runner:
             return self._rejected(job, f"internal error: {type(exc).__name__}: {exc}")
         job.status = "done"
         job.email = None
-        self.ctx.checkpoint(job)
+        self.ctx.checkpoint(job, durable=True)
         self.ctx.emit("done", job)
         return Outcome("done")
 
@@ -102,7 +102,7 @@ class Runner:
                 "folder": self.ctx.cfg.imap.quarantine_folder,
             },
         )
-        self.ctx.checkpoint(job)
+        self.ctx.checkpoint(job, durable=True)
         self.ctx.emit("quarantined", job, reason=reason)
         return Outcome("quarantined", reason)
 
