@@ -66,6 +66,12 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def customer_email(n: int, body: str = "The printer prints blank pages.") -> tuple[bytes, str]:
     mid = f"<bench-{n}-{time.time_ns()}@customer.example>"
     raw = (

@@ -84,6 +84,7 @@ class App:
             self.store.outbox,
             {"smtp": self._send_mail, "odoo_note": self._post_note},
             {"smtp": self.health["smtp"], "odoo_note": self.health["odoo"]},
+            requeue=self.store.meta,
             max_attempts=cfg.pipeline.outbox_max_attempts,
             retry_base=cfg.pipeline.retry_base_seconds,
             retry_max=cfg.pipeline.retry_max_seconds,

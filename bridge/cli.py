@@ -80,6 +80,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
+    from bridge.pipeline.outbox import REQUEUE_KEY, REQUEUE_POLL_SECONDS
     from bridge.store import Store
 
     cfg = _load(args)
@@ -96,9 +97,13 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         if record is None:
             print(f"{args.key}: no such effect", file=sys.stderr)
             return 1
+        if record["status"] == "sent":
+            print(f"{args.key}: already sent", file=sys.stderr)
+            return 1
         record.update(status="pending", attempts=0, next_at=0.0)
         store.outbox.put(args.key, record)
-        print(f"{args.key}: queued again")
+        store.meta.put(REQUEUE_KEY, [*store.meta.get(REQUEUE_KEY, []), args.key])
+        print(f"{args.key}: queued again; a running bridge picks it up within {REQUEUE_POLL_SECONDS:.0f}s")
         return 0
     finally:
         store.close()

@@ -55,6 +55,7 @@ class GuardStage:
     """Decide whether the email may be answered, only recorded, or must not be recorded."""
 
     name = "guard"
+    journal = False
 
     async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
         assert job.email is not None
@@ -70,6 +71,7 @@ class RouteStage:
     """Find the ticket this email continues: headers first, then the subject tag (customer only)."""
 
     name = "route"
+    journal = False
 
     async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
         email = job.email
@@ -115,6 +117,7 @@ class TicketStage:
     """Create the ticket for a new conversation, without ever creating it twice."""
 
     name = "ticket"
+    journal = True
 
     async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
         email = job.email
@@ -152,6 +155,7 @@ class PostStage:
     """Put the email (text and attachments) on the ticket's chatter with its Message-ID."""
 
     name = "post"
+    journal = True
 
     async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
         email = job.email
@@ -184,6 +188,7 @@ class AcknowledgeStage:
     """Queue the acknowledgement for a new ticket, if the guard and the reply cap allow it."""
 
     name = "acknowledge"
+    journal = False
 
     async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
         email = job.email
@@ -211,7 +216,7 @@ class AcknowledgeStage:
             "subject": mail.subject,
             "text": mail.text,
         }
-        if not ctx.outbox.enqueue(Effect(key, "smtp", payload)):  # queued before a restart
+        if not ctx.outbox.enqueue(Effect(key, "smtp", payload), known_new=not job.resumed):  # queued before a restart
             return {"message_id": ctx.store.outbox[key]["payload"]["message_id"], "to": mail.recipient}
         ctx.store.remember_message(mail.message_id, ticket, "out")
         return {"message_id": mail.message_id, "to": mail.recipient}

@@ -11,6 +11,7 @@ the note handler looks for its marker before posting again).
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import random
 import time
@@ -34,7 +35,9 @@ class Effect:
     payload: dict[str, Any]
 
 
-RELOAD_SECONDS = 60.0
+REQUEUE_KEY = "outbox_requeue"
+BULKY = frozenset({"raw", "text", "body"})
+REQUEUE_POLL_SECONDS = 5.0
 
 Handler = Callable[[dict[str, Any], int], Awaitable[list[Effect] | None]]
 
@@ -46,7 +49,7 @@ def backoff(attempt: int, base: float, cap: float) -> float:
 
 
 class Outbox:
-    """Runs due effects concurrently; wakes at once when something is enqueued."""
+    """Runs due effects, at most ``concurrency`` at once; wakes at once when one is enqueued."""
 
     def __init__(
         self,
@@ -54,6 +57,7 @@ class Outbox:
         handlers: dict[str, Handler],
         health: dict[str, ServiceHealth],
         *,
+        requeue: Table | None = None,
         max_attempts: int = 10,
         retry_base: float = 2.0,
         retry_max: float = 300.0,
@@ -62,26 +66,38 @@ class Outbox:
         self.table = table
         self.handlers = handlers
         self.health = health
+        self.requeue = requeue
         self.max_attempts = max_attempts
         self.retry_base = retry_base
         self.retry_max = retry_max
+        self.concurrency = concurrency
         self._wake = asyncio.Event()
         self._running: set[str] = set()
-        self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task] = set()
-        # Due times of pending effects, read once: the table also holds every sent effect until
-        # pruning, and scanning it on each wake-up made the outbox quadratic under load.
-        self._pending: dict[str, dict[str, Any]] = {
-            key: record for key, record in table.items() if record.get("status") == "pending"
-        }
+        # Pending effects live in memory (read once at start) with a heap of due times: the
+        # table also holds every sent effect until pruning, and scanning it, or even every
+        # pending effect, on each wake-up made the outbox quadratic under a backlog.
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._heap: list[tuple[float, str]] = []
+        for key, record in table.items():
+            if record.get("status") == "pending":
+                self._schedule(key, record)
         self.observers: list[Callable[[str, str, dict[str, Any]], None]] = []
 
-    def enqueue(self, effect: Effect, *, commit: bool = True) -> bool:
-        """Record an effect; False when one with the same key already exists (idempotency)."""
-        if effect.key in self._pending or effect.key in self.table:
+    def _schedule(self, key: str, record: dict[str, Any]) -> None:
+        self._pending[key] = record
+        heapq.heappush(self._heap, (record["next_at"], key))
+
+    def enqueue(self, effect: Effect, *, commit: bool = True, known_new: bool = False) -> bool:
+        """Record an effect; False when one with the same key already exists (idempotency).
+
+        ``known_new`` skips the look-up in the table when the caller knows the key cannot be
+        there (a job seen for the first time).
+        """
+        if effect.key in self._pending or (not known_new and effect.key in self.table):
             return False
         now = time.time()
-        record = self._pending[effect.key] = {
+        record = {
             "kind": effect.kind,
             "payload": effect.payload,
             "status": "pending",
@@ -94,6 +110,7 @@ class Outbox:
         self.table[effect.key] = record
         if commit:
             self.table.commit()
+        self._schedule(effect.key, record)
         self._wake.set()
         return True
 
@@ -104,34 +121,41 @@ class Outbox:
     def dead(self) -> list[tuple[str, dict[str, Any]]]:
         return [(k, v) for k, v in self.table.items() if v.get("status") == "dead"]
 
-    def _reload(self) -> None:
-        """Pick up effects re-queued from outside (`bridge outbox retry` in another process)."""
-        for key, record in self.table.items():
-            if record.get("status") == "pending" and key not in self._pending:
-                self._pending[key] = record
+    def _take_requeued(self) -> None:
+        """Pick up effects re-queued by `bridge outbox retry` from another process."""
+        if self.requeue is None:
+            return
+        keys = self.requeue.get(REQUEUE_KEY)
+        if not keys:
+            return
+        self.requeue.put(REQUEUE_KEY, [], durable=False)
+        for key in keys:
+            record = self.table.get(key)
+            if record and record.get("status") == "pending" and key not in self._pending:
+                self._schedule(key, record)
 
     async def run(self) -> None:
-        """Forever: start every due effect, then sleep until the next is due or a wake-up."""
-        reload_at = time.monotonic() + RELOAD_SECONDS
+        """Forever: start due effects while there is room, then sleep until one is due or a wake-up."""
+        requeue_at = 0.0
         while True:
             self._wake.clear()
-            if time.monotonic() >= reload_at:
-                self._reload()
-                reload_at = time.monotonic() + RELOAD_SECONDS
+            if time.monotonic() >= requeue_at:
+                self._take_requeued()
+                requeue_at = time.monotonic() + REQUEUE_POLL_SECONDS
             now = time.time()
-            next_due = now + 60.0
-            for key, record in list(self._pending.items()):
-                if key in self._running:
-                    continue
-                due = record["next_at"]
-                if due <= now:
-                    self._running.add(key)
-                    task = asyncio.create_task(self._attempt(key, record))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                else:
-                    next_due = min(next_due, due)
-            await wait_event(self._wake, max(0.05, next_due - time.time()))
+            while self._heap and self._heap[0][0] <= now and len(self._running) < self.concurrency:
+                due, key = heapq.heappop(self._heap)
+                record = self._pending.get(key)
+                if record is None or key in self._running or record["next_at"] != due:
+                    continue  # done meanwhile, or superseded by a newer schedule
+                self._running.add(key)
+                task = asyncio.create_task(self._attempt(key, record))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            timeout = REQUEUE_POLL_SECONDS
+            if self._heap and len(self._running) < self.concurrency:
+                timeout = min(timeout, self._heap[0][0] - now)
+            await wait_event(self._wake, max(0.01, timeout))
 
     async def drain(self, timeout: float) -> None:
         """Wait (bounded) for effects already running; used at shutdown."""
@@ -146,8 +170,7 @@ class Outbox:
         kind = record["kind"]
         health = self.health.get(kind)
         try:
-            async with self._slots:
-                follow_ups = await self.handlers[kind](record["payload"], record["attempts"])
+            follow_ups = await self.handlers[kind](record["payload"], record["attempts"])
         except TransientError as exc:
             if health:
                 health.failed(str(exc))
@@ -167,7 +190,9 @@ class Outbox:
                 health.ok()
             for effect in follow_ups or ():
                 self.enqueue(effect, commit=False)
-            record.update(status="sent", updated_at=time.time(), last_error="")
+            # The payload (a whole email for a reply) is not needed once sent: keep state small.
+            summary = {k: v for k, v in record["payload"].items() if k not in BULKY}
+            record.update(status="sent", updated_at=time.time(), last_error="", payload=summary)
             self.table[key] = record
             self.table.commit()
             self._pending.pop(key, None)
@@ -195,6 +220,7 @@ class Outbox:
         else:
             delay = backoff(record["attempts"], self.retry_base, self.retry_max)
             record["next_at"] = time.time() + delay
+            heapq.heappush(self._heap, (record["next_at"], key))
             log.debug("%s: %s effect retry in %.1fs: %s", key, record["kind"], delay, exc)
         self.table[key] = record
         self.table.commit()

@@ -63,7 +63,8 @@ class Runner:
                     continue
                 result = await stage.run(job, self.ctx)
                 job.results[stage.name] = result
-                self.ctx.checkpoint(job)
+                if stage.journal:
+                    self.ctx.checkpoint(job)
                 self.ctx.emit(stage.name, job, **result)
         except Skip as signal:
             log.info("%s: nothing more to do: %s", job.key, signal.reason)

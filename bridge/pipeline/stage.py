@@ -10,9 +10,15 @@ if TYPE_CHECKING:
 
 
 class Stage(Protocol):
-    """One small step; it returns its result, which the runner journals before the next step."""
+    """One small step; it returns its result, which the runner keeps on the job.
+
+    ``journal`` says whether the result is written to the journal at once: true for steps with
+    an outside effect (their result must not be redone blindly); a step that only reads may be
+    redone after a crash, so its result is journaled with the next one.
+    """
 
     name: str
+    journal: bool
 
     async def run(self, job: "Job", ctx: "Context") -> dict[str, Any]: ...
 

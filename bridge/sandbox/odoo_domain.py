@@ -5,12 +5,16 @@ fake in tests), so the rules can be checked without a server. The SQL subtleties
 clients are mirrored: ``('f', '=', False)`` means unset, ``!=`` / ``not in`` / ``not like`` also
 match unset values, ``like`` wraps the pattern in ``%…%``, dotted paths and x2many fields match
 when *any* related record matches.
+
+``candidates`` lets a source with equality indexes narrow a search before the exact predicate
+runs: it names, for the leaves an index can answer, the keys (``eq_key`` / ``text_key`` of the
+stored values) whose records include every match; the predicate then decides on those only.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from typing import Any, Protocol
 
 Record = Mapping[str, Any]
@@ -51,6 +55,9 @@ class Source(Protocol):
 
     def parent_name(self, model: str) -> str | None:
         """The many2one field that makes the model a hierarchy (for child_of/parent_of), if any."""
+
+    # Optional: ``value_getter(model, name)`` returning a one-argument function equivalent to
+    # ``lambda rec: value(model, rec, name)``, so compiled leaves skip the per-record field lookup.
 
 
 def is_leaf(token: Any) -> bool:
@@ -151,7 +158,15 @@ def _compile_leaf(source: Source, model: str, leaf: Sequence[Any]) -> Predicate:
     if field.type in X2MANY:
         return _x2many_leaf(source, model, head, operator, value)
     check = scalar_test(operator, value, field.type)
-    return lambda rec: check(source.value(model, rec, head))
+    get = _getter(source, model, head)
+    return lambda rec: check(get(rec))
+
+
+def _getter(source: Source, model: str, name: str) -> Callable[[Record], Any]:
+    fast = getattr(source, "value_getter", None)
+    if fast is not None:
+        return fast(model, name)  # type: ignore[no-any-return]
+    return lambda rec: source.value(model, rec, name)
 
 
 def _is_name_value(value: Any) -> bool:
@@ -314,3 +329,142 @@ def _coerce(value: Any, ftype: str) -> Any:
     if ftype == "boolean":
         return bool(value)
     return value
+
+
+# --- index support: which stored keys can hold a match ---
+
+class _Key:
+    """A sentinel index key no stored value can equal."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+UNSET_KEY: Any = _Key("UNSET_KEY")  # the key of unset values (is_unset)
+OTHER_KEY: Any = _Key("OTHER_KEY")  # values the index cannot place: always candidates
+IndexLookup = Callable[[str, str, list[Any]], "Set[int] | None"]
+_NAME_OPERATORS = frozenset(_POSITIVE_OF) | {"=", "like", "ilike", "=like", "=ilike", "in"}
+
+
+def eq_key(value: Any, ftype: str) -> Any:
+    """The ``"eq"`` index key of a stored value: ``(f, '=', v)`` and ``(f, 'in', [...])`` on a stored
+    scalar or many2one match exactly the records whose key equals a key ``candidates`` asks for."""
+    if is_unset(value, ftype):
+        return UNSET_KEY
+    key = _coerce(value, ftype)
+    try:
+        hash(key)
+    except TypeError:
+        return OTHER_KEY
+    return key
+
+
+def text_key(value: Any, ftype: str) -> Any:
+    """The ``"text"`` index key (for ``=like``/``=ilike`` without wildcards): ASCII text lower-cased,
+    trailing newlines dropped (the regex's ``$`` also matches before a final newline). Other text
+    goes to OTHER_KEY, since re.IGNORECASE folds some non-ASCII letters onto ASCII ones."""
+    if is_unset(value, ftype):
+        return UNSET_KEY
+    if isinstance(value, str) and value.isascii():
+        return value.rstrip("\n").lower()
+    return OTHER_KEY
+
+
+def candidates(source: Source, model: str, domain: Sequence[Any] | None, lookup: IndexLookup) -> Set[int] | None:
+    """Ids that include every record matching the domain, from the source's indexes; None when no
+    index narrows it (scan everything). ``lookup(field, kind, keys)`` gives the ids of records whose
+    ``kind`` key ("eq" or "text") is one of ``keys`` or OTHER_KEY, or None when it has no such index.
+    Call it after compile_domain, which validates the domain; the result must not be modified."""
+    tokens = normalize(domain)
+    found, _ = _candidates_at(source, model, tokens, 0, lookup)
+    return found
+
+
+def _candidates_at(source: Source, model: str, tokens: list[Any], pos: int,
+                   lookup: IndexLookup) -> tuple[Set[int] | None, int]:
+    token = tokens[pos]
+    if isinstance(token, str) and token in ("&", "|"):
+        left, pos = _candidates_at(source, model, tokens, pos + 1, lookup)
+        right, pos = _candidates_at(source, model, tokens, pos, lookup)
+        if token == "&":
+            if left is None or right is None:
+                return (right if left is None else left), pos
+            return left & right, pos
+        if left is None or right is None:
+            return None, pos
+        return left | right, pos
+    if isinstance(token, str) and token == "!":
+        return None, _skip(tokens, pos + 1)
+    return _leaf_candidates(source, model, token, lookup), pos + 1
+
+
+def _skip(tokens: list[Any], pos: int) -> int:
+    """The position after the subtree starting at ``pos``."""
+    needed = 1
+    while needed:
+        token = tokens[pos]
+        pos += 1
+        if isinstance(token, str) and token in ("&", "|"):
+            needed += 1
+        elif not (isinstance(token, str) and token == "!"):
+            needed -= 1
+    return pos
+
+
+def _like_literal(pattern: str) -> str | None:
+    """The text a LIKE pattern stands for when it has no wildcard (see like_regex), else None."""
+    out: list[str] = []
+    chars = iter(pattern)
+    for ch in chars:
+        if ch == "\\":
+            out.append(next(chars, "\\"))
+        elif ch in "%_":
+            return None
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _leaf_candidates(source: Source, model: str, leaf: Sequence[Any], lookup: IndexLookup) -> Set[int] | None:
+    """Mirrors _compile_leaf's dispatch: only plain scalar/many2one equality, ``in`` and literal ``=like``."""
+    path, operator, value = leaf
+    if tuple(leaf) == TRUE_LEAF:
+        return None
+    if tuple(leaf) == FALSE_LEAF:
+        return frozenset()
+    if not isinstance(path, str) or not isinstance(operator, str) or "." in path:
+        return None
+    operator = operator.lower()
+    ftype = source.field(model, path).type
+    if ftype in X2MANY or ftype == "boolean":
+        return None
+    if ftype in RELATIONAL and _is_name_value(value) and operator in _NAME_OPERATORS:
+        return None  # compared with display names
+    if operator == "=?":
+        if value is None or value is False:
+            return None
+        operator = "="
+    kind = "eq"
+    if operator == "=":
+        keys = [UNSET_KEY] if value is False or value is None else [_coerce(value, ftype)]
+    elif operator == "in":
+        wanted = _as_list(value)
+        keys = [_coerce(v, ftype) for v in wanted if v is not False and v is not None]
+        if False in wanted or None in wanted:
+            keys.append(UNSET_KEY)
+    elif operator in ("=like", "=ilike"):
+        literal = _like_literal("" if value is False or value is None else str(value))
+        if literal is None or not literal.isascii():
+            return None
+        kind, keys = "text", [literal.rstrip("\n").lower()]
+    else:
+        return None
+    try:
+        for key in keys:
+            hash(key)
+    except TypeError:
+        return None
+    return lookup(path, kind, keys)

@@ -15,14 +15,15 @@ import mimetypes
 import random
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Set
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import formataddr, parseaddr
 from typing import Any
 
-from bridge.sandbox.odoo_domain import X2MANY, compile_domain, is_unset, mentions_field
+from bridge.sandbox.odoo_domain import (OTHER_KEY, X2MANY, candidates, compile_domain, eq_key, is_unset,
+                                        mentions_field, text_key)
 
 # --- exceptions, named as Odoo's so faults and JSON-RPC ``data.name`` read like the real thing ---
 
@@ -397,13 +398,85 @@ def _normalized_email(value: Any) -> str:
     return (parseaddr(value)[1] or str(value)).strip().lower() if value else ""
 
 
+_ATOMIC = (str, int, float, bool, type(None))
+
+
+def _copy_record(rec: dict[str, Any] | None) -> dict[str, Any] | None:
+    """copy.deepcopy for a stored record, fast for what records hold: scalars and lists of ids."""
+    if rec is None:
+        return None
+    out = {}
+    for name, value in rec.items():
+        if type(value) in _ATOMIC:
+            out[name] = value
+        elif type(value) is list and all(type(v) in _ATOMIC for v in value):
+            out[name] = value.copy()
+        else:
+            out[name] = copy.deepcopy(value)
+    return out
+
+
+_EMPTY: frozenset[int] = frozenset()
+
+
+class _Index:
+    """One (model, field, kind) index: key → ids, and id → key to move a record when it changes."""
+
+    __slots__ = ("buckets", "keys", "ftype", "_key", "_get")
+
+    def __init__(self, name: str, kind: str, ftype: str) -> None:
+        self.buckets: dict[Any, set[int]] = {}
+        self.keys: dict[int, Any] = {}
+        self._key = eq_key if kind == "eq" else text_key
+        self.ftype = ftype
+        self._get: Callable[[dict[str, Any]], Any] = (
+            (lambda rec: rec["id"]) if name == "id" else (lambda rec: rec.get(name, False)))
+
+    def add(self, rid: int, rec: dict[str, Any]) -> None:
+        key = self._key(self._get(rec), self.ftype)
+        self.keys[rid] = key
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            self.buckets[key] = {rid}
+        else:
+            bucket.add(rid)
+
+    def discard(self, rid: int) -> None:
+        key = self.keys.pop(rid, _EMPTY)
+        if key is _EMPTY:
+            return
+        bucket = self.buckets[key]
+        bucket.discard(rid)
+        if not bucket:
+            del self.buckets[key]
+
+    def lookup(self, keys: list[Any]) -> Set[int]:
+        """The ids whose key is one of ``keys``, plus those the index could not place; read-only."""
+        other = self.buckets.get(OTHER_KEY)
+        if len(keys) == 1 and other is None:
+            return self.buckets.get(keys[0], _EMPTY)
+        found: set[int] = set(other or ())
+        for key in keys:
+            found.update(self.buckets.get(key, ()))
+        return found
+
+
 class Database:
     """Every record of one sandbox database, with Odoo's create/read/write/search/unlink semantics.
 
     Not thread-safe by itself: the server holds one lock around each call. ``transaction()`` undoes
     a failed call's changes, as the request's rolled-back cursor would (ids are not reused, like
     PostgreSQL sequences).
+
+    Searches use equality indexes, as the database's would: built per (model, field) on first use,
+    then kept current lazily. Every change to a record goes through ``_touch`` first (the journal
+    needs it too); a touched record is always a search candidate while the create/write/unlink that
+    touched it runs (it may still change), and is re-indexed once that has ended. The indexes only
+    narrow the candidates: the full domain still decides, so results are exactly a scan's. Code that
+    changes ``data`` by hand must call ``drop_indexes()``; ``indexing = False`` turns them off.
     """
+
+    indexing = True
 
     def __init__(self, *, version: int = 17, flavour: str = "enterprise",
                  login: str = "bot@example.com", uid: int = 2) -> None:
@@ -417,7 +490,15 @@ class Database:
         self._next_id = {m: 1 for m in self.specs}
         self._sequences: dict[str, int] = {}
         self._journal: list[tuple[str, int, dict[str, Any] | None]] | None = None
+        self.drop_indexes()
         seed(self)
+
+    def drop_indexes(self) -> None:
+        """Forgets every index (rebuilt on next use)."""
+        self._indexes: dict[str, dict[tuple[str, str], _Index]] = {}
+        self._dirty: dict[str, set[int]] = {}  # touched by finished operations: re-index before use
+        self._inflight: list[dict[str, set[int]]] = []  # per running create/write/unlink: what it touched
+        self._unordered: set[str] = set()  # tables whose dict order is no longer ascending ids
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -430,18 +511,91 @@ class Database:
         except BaseException:
             if outer and self._journal is not None:
                 for model, rid, old in reversed(self._journal):
+                    table = self.data[model]
                     if old is None:
-                        self.data[model].pop(rid, None)
+                        table.pop(rid, None)
                     else:
-                        self.data[model][rid] = old
+                        if rid not in table and table and rid < next(reversed(table)):
+                            self._unordered.add(model)  # re-inserted at the end, as before: scans see it last
+                        table[rid] = old
+                    self._dirty.setdefault(model, set()).add(rid)
             raise
         finally:
             if outer:
                 self._journal = None
 
     def _touch(self, model: str, rid: int) -> None:
+        """Called before a record is created, changed or deleted: journal and indexes."""
         if self._journal is not None:
-            self._journal.append((model, rid, copy.deepcopy(self.data[model].get(rid))))
+            self._journal.append((model, rid, _copy_record(self.data[model].get(rid))))
+        if self._inflight:
+            self._inflight[-1].setdefault(model, set()).add(rid)
+        else:
+            self._dirty.setdefault(model, set()).add(rid)
+
+    def _begin(self) -> None:
+        self._inflight.append({})
+
+    def _end(self) -> None:
+        for model, rids in self._inflight.pop().items():
+            self._dirty.setdefault(model, set()).update(rids)
+
+    # --- indexes ---
+
+    def _index(self, model: str, name: str, kind: str) -> _Index | None:
+        """The current index, built on first use; None for fields not stored as a scalar or id."""
+        fld = self.specs[model].fields[name]
+        if name != "id" and (fld.computed or fld.type in X2MANY):
+            return None
+        indexes = self._indexes.setdefault(model, {})
+        table = self.data[model]
+        dirty = self._dirty.pop(model, None)
+        if dirty:
+            for index in indexes.values():
+                for rid in dirty:
+                    index.discard(rid)
+                    rec = table.get(rid)
+                    if rec is not None:
+                        index.add(rid, rec)
+        index = indexes.get((name, kind))
+        if index is None:
+            index = indexes[(name, kind)] = _Index(name, kind, fld.type)
+            for rid, rec in table.items():
+                index.add(rid, rec)
+        return index
+
+    def _pool(self, model: str, found: Set[int] | None) -> list[int] | None:
+        """Index candidates plus records being changed, existing ones only, in the table's order."""
+        if found is None:
+            return None
+        busy = [frame[model] for frame in self._inflight if model in frame]
+        if busy:
+            found = found.union(*busy)
+        table = self.data[model]
+        if len(found) * 8 >= len(table) or model in self._unordered:
+            return [rid for rid in table if rid in found]
+        return sorted(rid for rid in found if rid in table)
+
+    def _candidates(self, model: str, domain: list[Any]) -> list[int] | None:
+        if not self.indexing:
+            return None
+
+        def lookup(name: str, kind: str, keys: list[Any]) -> Set[int] | None:
+            index = self._index(model, name, kind)
+            return None if index is None else index.lookup(keys)
+        return self._pool(model, candidates(self, model, domain, lookup))
+
+    def _ids_where(self, model: str, name: str, value: int) -> list[int]:
+        """Ids (table order) of the records whose stored ``name`` may equal the id ``value``: a superset
+        of ``rec.get(name) == value``, for callers that then test that themselves."""
+        table = self.data[model]
+        if self.indexing and isinstance(value, int) and not isinstance(value, bool) and value:
+            index = self._index(model, name, "eq")
+            if index is not None:
+                pool = self._pool(model, index.lookup([eq_key(value, index.ftype)]))
+                if pool is not None:
+                    return pool
+        return list(table)
 
     def next_sequence(self, code: str) -> int:
         """Like ir.sequence: never rolled back, never reused."""
@@ -472,6 +626,15 @@ class Database:
     def parent_name(self, model: str) -> str | None:
         return self.specs[model].parent_name
 
+    def value_getter(self, model: str, name: str) -> Callable[[dict[str, Any]], Any]:
+        """``lambda rec: self.value(model, rec, name)``, without the per-call field lookup for stored scalars."""
+        if name == "id":
+            return lambda rec: rec["id"]
+        fld = self.field(model, name)
+        if not fld.computed and fld.type not in X2MANY:
+            return lambda rec: rec.get(name, False)
+        return lambda rec: self.value(model, rec, name)
+
     def value(self, model: str, rec: dict[str, Any], name: str) -> Any:
         """The raw value: stored, computed, or (x2many) the linked active ids in the comodel's order."""
         if name == "id":
@@ -480,7 +643,9 @@ class Database:
         if fld.computed:
             return self._compute(model, rec, name)
         if fld.type == "one2many":
-            ids = [r["id"] for r in self.data[fld.comodel or ""].values() if r.get(fld.inverse or "") == rec["id"]]
+            co_table, inverse = self.data[fld.comodel or ""], fld.inverse or ""
+            ids = [i for i in self._ids_where(fld.comodel or "", inverse, rec["id"])
+                   if co_table[i].get(inverse) == rec["id"]]
         elif fld.type == "many2many":
             ids = list(rec.get(name) or [])
         else:
@@ -494,8 +659,10 @@ class Database:
         if name == "display_name":
             return self.display_name(model, rec)
         if name == "message_ids":
-            return sorted((m["id"] for m in self.data["mail.message"].values()
-                           if m.get("model") == model and m.get("res_id") == rec["id"]), reverse=True)
+            messages = self.data["mail.message"]
+            return sorted((i for i in self._ids_where("mail.message", "res_id", rec["id"])
+                           if messages[i].get("model") == model and messages[i].get("res_id") == rec["id"]),
+                          reverse=True)
         if name in ("fold", "closed", "unattended"):
             stage = self.browse(self.field(model, "stage_id").comodel or "", rec.get("stage_id"))
             return bool(stage and stage.get(name))
@@ -556,7 +723,13 @@ class Database:
         if active_test and "active" in spec.fields and not mentions_field(domain, "active"):
             domain = [("active", "=", True), *domain]
         predicate = compile_domain(self, model, domain)
-        ids = self.sort(model, [rid for rid, rec in self.data[model].items() if predicate(rec)], order or spec.order)
+        table = self.data[model]
+        pool = self._candidates(model, domain)
+        if pool is None:
+            matched = [rid for rid, rec in table.items() if predicate(rec)]
+        else:
+            matched = [rid for rid in pool if predicate(table[rid])]
+        ids = self.sort(model, matched, order or spec.order)
         offset = int(offset or 0)
         return ids[offset:offset + int(limit)] if limit else ids[offset:]
 
@@ -646,6 +819,29 @@ class Database:
 
     def create(self, model: str, vals: dict[str, Any]) -> int:
         """Creates one record: defaults, conversions, x2many commands, required check, model hooks."""
+        self._begin()
+        try:
+            return self._create(model, vals)
+        finally:
+            self._end()
+
+    def write(self, model: str, ids: Any, vals: dict[str, Any]) -> None:
+        """Writes the same values on every record; computed and magic fields are ignored."""
+        self._begin()
+        try:
+            self._write(model, ids, vals)
+        finally:
+            self._end()
+
+    def unlink(self, model: str, ids: Any) -> None:
+        """Deletes records; many2one references become empty, a thread's messages and attachments go too."""
+        self._begin()
+        try:
+            self._unlink(model, ids)
+        finally:
+            self._end()
+
+    def _create(self, model: str, vals: dict[str, Any]) -> int:
         spec = self.spec(model)
         if not isinstance(vals, dict):
             raise ValueError(f"create() expects a dict of values, got {vals!r}")
@@ -676,8 +872,7 @@ class Database:
         self._after_write(model, rec, vals, None)
         return rid
 
-    def write(self, model: str, ids: Any, vals: dict[str, Any]) -> None:
-        """Writes the same values on every record; computed and magic fields are ignored."""
+    def _write(self, model: str, ids: Any, vals: dict[str, Any]) -> None:
         recs = self.existing(model, ids)
         if not isinstance(vals, dict):
             raise ValueError(f"write() expects a dict of values, got {vals!r}")
@@ -695,8 +890,7 @@ class Database:
             self._check_required(model, rec)
             self._after_write(model, rec, vals, old)
 
-    def unlink(self, model: str, ids: Any) -> None:
-        """Deletes records; many2one references become empty, a thread's messages and attachments go too."""
+    def _unlink(self, model: str, ids: Any) -> None:
         doomed = [rec["id"] for rec in self.existing(model, ids)]
         for rid in doomed:
             self._touch(model, rid)

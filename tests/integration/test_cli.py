@@ -73,3 +73,23 @@ def test_demo_runs_the_whole_flow():
     assert "Timeline" in out and "Summary" in out
     assert "01-new-request.eml" in out and "QUARANTINED" in out
     assert "matched ticket #1 by references" in out and "matched ticket #1 by subject tag" in out
+
+
+def test_outbox_dead_letter_list_and_retry(bridge_factory, mailbox, odoo, sink, tmp_path):
+    settings = bridge_settings(mailbox, odoo, sink, tmp_path / "state")
+    config = write_config(tmp_path / "c.yaml", settings)
+    sink.fail_next(550, count=1)
+    bridge_factory()
+    raw, mid = email_bytes(subject="reply refused")
+    mailbox.append(raw)
+    key = f"ack:{mid}"
+    wait_until(lambda: "\tdead\t" in bridge_cli("outbox", "list", "--config", str(config)).stdout, timeout=20,
+               what="the refused reply dead-lettered")
+    listing = bridge_cli("outbox", "list", "--config", str(config)).stdout
+    assert key in listing and "550" in listing
+    retried = bridge_cli("outbox", "retry", key, "--config", str(config))
+    assert retried.returncode == 0, retried.stderr
+    [mail] = sink.wait_for(1, timeout=20)
+    assert mail.message["In-Reply-To"] == mid
+    wait_until(lambda: f"{key}\tsmtp\tsent" in bridge_cli("outbox", "list", "--all", "--config", str(config)).stdout)
+    assert bridge_cli("outbox", "retry", key, "--config", str(config)).returncode == 1  # already sent

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from bridge.sandbox.odoo_domain import compile_domain, filter_records, mentions_field, normalize
+from bridge.sandbox.odoo_domain import (OTHER_KEY, UNSET_KEY, candidates, compile_domain, eq_key, filter_records,
+                                         mentions_field, normalize, text_key)
 
 
 @dataclass(frozen=True)
@@ -220,3 +221,55 @@ def test_true_and_false_leaves(src: FakeSource) -> None:
 def test_mentions_field() -> None:
     assert mentions_field(["|", ("active", "=", False), ("name", "=", "x")], "active")
     assert not mentions_field([("partner_id.active", "=", False)], "active")
+
+
+# --- index candidates: which keys a search may restrict itself to ---
+
+def plan(src: FakeSource, domain: list[Any], model: str = "partner") -> tuple[Any, list[tuple[str, str, list[Any]]]]:
+    """candidates() with a lookup that records what it is asked and answers with fake ids."""
+    asked: list[tuple[str, str, list[Any]]] = []
+
+    def lookup(name: str, kind: str, keys: list[Any]) -> set[int]:
+        asked.append((name, kind, keys))
+        return {len(asked) * 10 + i for i in range(len(keys))}
+    return candidates(src, model, domain, lookup), asked
+
+
+def test_candidates_for_equality_and_in(src: FakeSource) -> None:
+    assert plan(src, [("email", "=", "a@x")]) == ({10}, [("email", "eq", ["a@x"])])
+    assert plan(src, [("parent_id", "=", False)])[1] == [("parent_id", "eq", [UNSET_KEY])]
+    assert plan(src, [("parent_id", "in", [2, False])])[1] == [("parent_id", "eq", [2, UNSET_KEY])]
+    assert plan(src, [("id", "in", [1, 3])])[1] == [("id", "eq", [1.0, 3.0])]  # integers compare as floats
+    assert plan(src, [("name", "=?", "x")])[1] == [("name", "eq", ["x"])]
+    assert plan(src, [(0, "=", 1)]) == (frozenset(), [])
+
+
+def test_candidates_for_literal_ilike_only(src: FakeSource) -> None:
+    assert plan(src, [("email", "=ilike", "Ann@Example.com")])[1] == [("email", "text", ["ann@example.com"])]
+    assert plan(src, [("email", "=ilike", "a\\_b@x.test")])[1] == [("email", "text", ["a_b@x.test"])]
+    for pattern in ("a_b@x.test", "a%@x.test", "ſ@x.test"):  # wildcards; non-ASCII folds unlike lower()
+        assert plan(src, [("email", "=ilike", pattern)]) == (None, [])
+    assert plan(src, [("email", "ilike", "ann")]) == (None, [])
+
+
+def test_candidates_are_none_where_no_index_can_answer(src: FakeSource) -> None:
+    for domain in ([], [("active", "=", True)], [("name", "=?", False)], [("name", "!=", "x")],
+                   ["!", ("name", "=", "x")], [("parent_id.name", "=", "Acme")], [("parent_id", "=", "Acme")]):
+        assert plan(src, domain) == (None, []), domain
+    assert plan(src, ["|", ("name", "=", "x"), ("name", "ilike", "y")])[0] is None  # one side unindexed
+    assert plan(src, [("tag_ids", "in", [1])], "ticket") == (None, [])
+
+
+def test_candidates_intersect_and_unite(src: FakeSource) -> None:
+    both, asked = plan(src, [("active", "=", True), ("name", "=", "a"), ("email", "in", ["x", "y"])])
+    assert asked == [("name", "eq", ["a"]), ("email", "eq", ["x", "y"])] and both == set()  # {10} & {20, 21}
+    either, _ = plan(src, ["|", ("name", "=", "a"), ("email", "=", "b")])
+    assert either == {10, 20}
+    assert plan(src, ["!", ("name", "=", "a"), ("email", "=", "b")]) == ({10}, [("email", "eq", ["b"])])
+
+
+def test_index_keys_agree_with_the_predicate() -> None:
+    assert eq_key(False, "char") is UNSET_KEY and eq_key("", "char") is UNSET_KEY and eq_key(0, "integer") == 0.0
+    assert eq_key([1], "char") is OTHER_KEY
+    assert text_key("Ann@Example.COM\n", "char") == "ann@example.com"
+    assert text_key("ſ@x.test", "char") is OTHER_KEY and text_key(5, "integer") is OTHER_KEY

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from bridge.sandbox.odoo import OdooSandbox
+from bridge.sandbox.odoo_models import Database
 
 
 @pytest.fixture()
@@ -452,3 +453,120 @@ def test_runs_as_a_process() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# --- search indexes: always the same answer as a scan ---
+
+INDEXED_DOMAINS: list[tuple[str, list[Any]]] = [
+    ("res.partner", [("email", "=ilike", "ANN@example.com")]),
+    ("res.partner", [("email", "=ilike", "a\\_b@x.test")]),
+    ("res.partner", [("email", "=ilike", "a_b@x.test")]),
+    ("res.partner", [("email", "=like", "ann@example.com")]),
+    ("res.partner", [("email", "=", "ann@example.com")]),
+    ("res.partner", [("email", "in", ["ann@example.com", False])]),
+    ("res.partner", [("email", "=", False)]),
+    ("res.partner", [("parent_id", "in", [False])]),
+    ("res.partner", [("parent_id", "=", 4), ("active", "in", [True, False])]),
+    ("res.partner", [("active", "=", False), ("name", "=", "Ann")]),
+    ("res.partner", ["|", ("name", "=", "Ann"), ("email", "=", "b@x.test")]),
+    ("res.partner", [("id", "in", [1, 2, 3.0, 999])]),
+    ("res.partner", [("email", "=ilike", "twin@x.test")]),
+    ("mail.message", [("message_id", "in", ["<a@x>", "<b@x>", "<nope@x>"])]),
+    ("mail.message", [("message_id", "in", ["<a@x>", False])]),
+    ("mail.message", [("model", "=", "helpdesk.ticket"), ("res_id", "=", 1),
+                      ("message_type", "!=", "user_notification")]),
+    ("mail.message", [("res_id", "in", [1, 2.0, 0])]),
+    ("helpdesk.ticket", [("partner_id", "=", 4), ("name", "=", "t")]),
+    ("helpdesk.ticket", [("partner_id", "=", False)]),
+]
+
+
+def same_as_scan(db: Database) -> None:
+    """Every domain above, with and without indexes: same ids in the same order."""
+    for model, domain in INDEXED_DOMAINS:
+        for order in (None, "id", "name" if model != "mail.message" else "res_id", "create_date"):
+            for active_test in (True, False):
+                db.indexing = True
+                fast = db.search(model, domain, order=order, active_test=active_test)
+                db.indexing = False
+                slow = db.search(model, domain, order=order, active_test=active_test)
+                db.indexing = True
+                assert fast == slow, (model, domain, order, active_test)
+
+
+def test_indexed_search_matches_a_scan_through_changes() -> None:
+    db = Database()
+    people = [db.create("res.partner", {"name": n, "email": e}) for n, e in (
+        ("Ann", "Ann@Example.com"), ("Ann", "ann@example.com"), ("a_b", "a_b@x.test"), ("axb", "axb@x.test"),
+        ("Bob", "b@x.test"), ("Nl", "ann@example.com\n"), ("Long s", "ſ@x.test"), ("None", False))]
+    child = db.create("res.partner", {"name": "Kid", "parent_id": people[0], "email": "b@x.test"})
+    twins = [db.create("res.partner", {"name": "Twin", "email": "twin@x.test"}) for _ in range(2)]
+    for n in range(30):  # enough rows for the index to pay, so candidates are taken in id order
+        db.create("res.partner", {"name": f"Filler {n}", "email": f"filler{n}@x.test"})
+    tickets = [db.create("helpdesk.ticket", {"name": "t", "partner_id": people[0]}),
+               db.create("helpdesk.ticket", {"name": "t", "partner_id": False})]
+    for n, mid in enumerate(["<a@x>", "<b@x>", "<a@x>"]):
+        db.create("mail.message", {"model": "helpdesk.ticket", "res_id": tickets[n % 2], "message_id": mid})
+    same_as_scan(db)
+    assert ("email", "text") in db._indexes["res.partner"] and ("message_id", "eq") in db._indexes["mail.message"]
+    assert db.search("res.partner", [("email", "=ilike", "ANN@example.com")]) == [people[1], people[0], people[5]]
+
+    db.write("res.partner", [people[1]], {"email": "other@x.test", "active": False})
+    db.write("res.partner", [child], {"parent_id": people[3]})
+    db.write("mail.message", [1], {"message_id": "<b@x>", "res_id": 2})
+    db.unlink("res.partner", [people[4]])
+    db.unlink("helpdesk.ticket", [tickets[1]])  # its messages go too
+    same_as_scan(db)
+    assert db.search("res.partner", [("email", "=ilike", "ANN@example.com")]) == [people[0], people[5]]
+
+    with pytest.raises(ValueError):
+        with db.transaction():  # changed, deleted, created, then rolled back
+            db.write("res.partner", [people[0]], {"email": "gone@x.test", "child_ids": [(2, child, 0)]})
+            db.create("res.partner", {"name": "Tmp", "email": "ann@example.com"})
+            db.unlink("res.partner", [people[2], twins[0]])
+            assert db.search("res.partner", [("email", "=ilike", "gone@x.test")]) == [people[0]]  # indexes synced
+            assert db.search("res.partner", [("email", "=ilike", "a\\_b@x.test")]) == []
+            db.write("res.partner", [people[0]], {"child_ids": [(9,)]})
+    same_as_scan(db)
+    assert db.search("res.partner", [("email", "=ilike", "gone@x.test")]) == []
+    assert db.search("res.partner", [("email", "=ilike", "a\\_b@x.test")]) == [people[2]]
+    assert list(db.data["res.partner"])[-3:] == [twins[0], people[2], child]  # re-inserted last, as before indexes
+    # Equal names keep the scan's (table) order, where the re-inserted twin now comes last.
+    assert db.search("res.partner", [("email", "=ilike", "twin@x.test")], order="name") == [twins[1], twins[0]]
+
+
+def test_search_inside_a_running_create_sees_the_new_record() -> None:
+    db = Database()
+    pid = db.search("res.partner", [("email", "=ilike", "zed@x.test")])  # builds the index first
+    assert pid == []
+    tid = db.create("helpdesk.ticket", {"name": "t", "partner_name": "Zed", "partner_email": "zed@x.test"})
+    partner = db.data["helpdesk.ticket"][tid]["partner_id"]
+    assert db.search("res.partner", [("email", "=ilike", "ZED@x.test")]) == [partner]
+    again = db.create("helpdesk.ticket", {"name": "u", "partner_name": "Zed", "partner_email": "Zed@X.test"})
+    assert db.data["helpdesk.ticket"][again]["partner_id"] == partner
+
+
+def test_a_record_being_created_is_found_by_searches_its_hooks_make() -> None:
+    db = Database()
+    assert db.search("res.partner", [("email", "=", "new@x.test")]) == []  # the index exists before the create
+    seen: list[list[int]] = []
+    after_write = db._after_write
+
+    def hook(model: str, rec: dict[str, Any], vals: dict[str, Any], old: dict[str, Any] | None) -> None:
+        if model == "res.partner":
+            seen.append(db.search("res.partner", [("email", "=", "new@x.test")]))
+        after_write(model, rec, vals, old)
+    db._after_write = hook  # type: ignore[method-assign]
+    pid = db.create("res.partner", {"name": "New", "email": "new@x.test"})
+    db.write("res.partner", [pid], {"email": "changed@x.test"})
+    assert seen == [[pid], []]
+
+
+def test_message_post_threads_on_the_first_message_of_each_record(odoo: OdooSandbox) -> None:
+    first, second = (call(odoo, "res.partner", "create", {"name": n, "email": f"{n}@x.test"}) for n in ("p", "q"))
+    posts = [(pid, call(odoo, "res.partner", "message_post", [pid], body="x")) for pid in (first, second, first, second)]
+    rows = {r["id"]: r["parent_id"] for r in call(odoo, "mail.message", "search_read",
+                                                    [("id", "in", [m for _, m in posts])], ["parent_id"], load=False)}
+    assert [rows[m] for _, m in posts] == [False, False, posts[0][1], posts[1][1]]
+    messages = call(odoo, "res.partner", "read", [first], ["message_ids"])[0]["message_ids"]
+    assert messages == [posts[2][1], posts[0][1]]

@@ -1,0 +1,314 @@
+"""Decides whether an email's sender is authenticated enough for the bridge to act on their own account."""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from typing import Literal
+
+from mailparser.utils import get_addresses
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from bridge.models import InboundEmail
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_TOKEN = re.compile(r'[^\s()<>@,;:\\"/\[\]?=\x00-\x1f\x7f]+')  # RFC 2045 token: a bare authserv-id
+
+
+class SenderPolicy(BaseModel):
+    """Which senders may trigger account actions, and whose Authentication-Results count.
+
+    ``require="none"`` exists for test setups only (the app warns loudly at start).
+    ``organisation_domains`` are exact; subdomains only through an explicit ``"*.example.com"``
+    entry, which matches proper subdomains but not ``example.com`` itself.
+    ``trusted_authserv_ids`` name OUR receiving servers: anyone can add an Authentication-Results
+    header to a message, only the ones our server stamped are evidence.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    require: Literal["dmarc", "dkim", "none"] = "dmarc"
+    organisation_domains: tuple[str, ...] = ()
+    trusted_authserv_ids: tuple[str, ...] = ()
+
+    @field_validator("organisation_domains")
+    @classmethod
+    def _domains_are_plain(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        domains = []
+        for entry in value:
+            bare = entry.removeprefix("*.")
+            if not bare or any(c in bare for c in "@*/ ") or "." not in bare:
+                raise ValueError(f"{entry!r} is not a domain (or '*.domain' for its subdomains)")
+            domains.append(("*." if entry.startswith("*.") else "") + _domain(bare))
+        return tuple(domains)
+
+    @field_validator("trusted_authserv_ids")
+    @classmethod
+    def _ids_lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        ids = tuple(entry.strip().lower() for entry in value)
+        if not all(ids):
+            raise ValueError("an empty authserv-id would trust headers that name no server")
+        return ids
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether the sender is trusted; ``reason`` is one sentence for the escalation note."""
+
+    trusted: bool
+    reason: str
+    evidence: tuple[str, ...] = ()
+
+
+# --- RFC 8601 parsing ----------------------------------------------------------------------------
+
+
+def _strip_comments(text: str) -> str:
+    """Replace (nested) comments by a space, leaving quoted strings intact; unclosed ones run to the end."""
+    out: list[str] = []
+    depth, quoted, escaped = 0, False, False
+    for char in text:
+        if escaped:
+            escaped = False
+            if not depth:
+                out.append(char)
+        elif char == "\\" and (depth or quoted):
+            escaped = True
+            if not depth:
+                out.append(char)
+        elif quoted:
+            quoted = char != '"'
+            out.append(char)
+        elif char == "(":
+            depth += 1
+        elif char == ")" and depth:
+            depth -= 1
+            if not depth:
+                out.append(" ")
+        elif not depth:
+            quoted = char == '"'
+            out.append(char)
+    return "".join(out)
+
+
+def _split_outside_quotes(text: str) -> list[str]:
+    """Split on ';' that is not inside a quoted string."""
+    parts, current, quoted, escaped = [], [], False, False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == ";" and not quoted:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def _read_quoted(text: str, pos: int) -> tuple[str, int]:
+    """The unescaped content of the quoted string opening at ``pos``, and the position after it."""
+    out, pos = [], pos + 1
+    while pos < len(text) and text[pos] != '"':
+        if text[pos] == "\\" and pos + 1 < len(text):
+            pos += 1
+        out.append(text[pos])
+        pos += 1
+    return "".join(out), pos + 1
+
+
+def _pairs(segment: str) -> list[tuple[str, str | None]]:
+    """``key=value`` pairs (value None for a bare word) of one comment-free resinfo.
+
+    Unquoted values run to the next whitespace, so base64 fragments such as ``header.b=ab/c+=``
+    survive even though RFC 8601 would have them quoted.
+    """
+    pairs: list[tuple[str, str | None]] = []
+    pos, end = 0, len(segment)
+    while pos < end:
+        if segment[pos].isspace():
+            pos += 1
+            continue
+        if segment[pos] == '"':
+            word, pos = _read_quoted(segment, pos)
+            pairs.append((word, None))
+            continue
+        start = pos
+        while pos < end and not segment[pos].isspace() and segment[pos] not in '="':
+            pos += 1
+        key = segment[start:pos]
+        while pos < end and segment[pos].isspace():
+            pos += 1
+        if pos >= end or segment[pos] != "=":
+            pairs.append((key, None))
+            continue
+        pos += 1
+        while pos < end and segment[pos].isspace():
+            pos += 1
+        if pos < end and segment[pos] == '"':
+            value, pos = _read_quoted(segment, pos)
+        else:
+            start = pos
+            while pos < end and not segment[pos].isspace():
+                pos += 1
+            value = segment[start:pos]
+        pairs.append((key, value))
+    return pairs
+
+
+def _authserv_id(segment: str) -> str:
+    """The authserv-id of the header's first segment (an optional version number follows), or ""."""
+    words = _pairs(segment)
+    if len(words) == 2 and words[1][0].isdigit():
+        words = words[:1]
+    if len(words) != 1 or words[0][1] is not None or not _TOKEN.fullmatch(words[0][0]):
+        return ""
+    return words[0][0]
+
+
+def parse_authentication_results(value: str) -> tuple[str, list[dict]]:
+    """Parse one Authentication-Results value (RFC 8601) into its authserv-id and results.
+
+    Each result is ``{"method", "result", "props"}``; method and result are lower-case, ``props``
+    maps lower-case keys (``header.d``, ``smtp.mailfrom``, also ``reason`` and vendor extras like
+    ``action``) to their values. Comments, quoting, folding, a version number and ``none`` are
+    accepted. Exchange Online omits the authserv-id: its results come back under ``""``, an id
+    no policy can trust. Any other value without a recognisable authserv-id gives ``("", [])``.
+    Never raises.
+    """
+    segments = _split_outside_quotes(_strip_comments(value))
+    authserv_id = _authserv_id(segments[0])
+    first = _pairs(segments[0])
+    if not authserv_id and not (first and first[0][0] and first[0][1]):
+        return "", []
+    results = []
+    for segment in segments[1:] if authserv_id else segments:
+        pairs = _pairs(segment)
+        method, result = pairs[0] if pairs else ("", None)
+        if not method or not result:
+            continue  # "none", an empty trailing ";" or a fragment we cannot read
+        props = {key.lower(): val for key, val in pairs[1:] if val is not None}
+        results.append(
+            {"method": method.split("/")[0].strip().lower(), "result": result.lower(), "props": props}
+        )
+    return authserv_id, results
+
+
+# --- the verdict ---------------------------------------------------------------------------------
+
+
+def _domain(text: str) -> str:
+    """Comparable form of a domain: no trailing dot, ASCII lower-cased.
+
+    Only ASCII: Unicode case folding and IDNA mapping turn look-alikes (KELVIN SIGN, fullwidth
+    letters) into real domains, and a security check must not make two different names equal.
+    """
+    return text.strip().strip(".").translate(_ASCII_LOWER)
+
+
+def _addr_domain(addr: str) -> str:
+    return _domain(addr.rpartition("@")[2]) if "@" in addr else ""
+
+
+def _is_organisation(domain: str, policy: SenderPolicy) -> bool:
+    for entry in policy.organisation_domains:
+        if entry.startswith("*."):
+            if domain.endswith(entry[1:]):
+                return True
+        elif domain == entry:
+            return True
+    return False
+
+
+def _addresses(values: tuple[str, ...]) -> list[str]:
+    return [addr for value in values for _, addr in get_addresses(value) if "@" in addr]
+
+
+def _header_problem(email: InboundEmail, domain: str) -> str:
+    """Why From/Sender make the identity ambiguous, or "" when they do not."""
+    from_values = email.headers.get("from", ())
+    if len(from_values) > 1 or len(_addresses(from_values)) > 1:
+        return "the From header holds several addresses"
+    sender_values = email.headers.get("sender", ())
+    if sender_values:
+        senders = _addresses(sender_values)
+        if len(senders) != 1:
+            return "the Sender header is not exactly one address"
+        if _addr_domain(senders[0]) != domain:
+            return f"Sender domain {_addr_domain(senders[0])} differs from From domain {domain}"
+    return ""
+
+
+def _aligned(signer: str, domain: str) -> bool:
+    """Relaxed alignment: the signing domain is the From domain or a parent of it (never a bare TLD)."""
+    return "." in signer and (signer == domain or domain.endswith("." + signer))
+
+
+def _dkim_signer(props: dict) -> str:
+    if props.get("header.d"):
+        return _domain(props["header.d"])
+    return _addr_domain(props.get("header.i", "")) or _domain(props.get("header.i", ""))
+
+
+def _summary(results: list[dict], methods: tuple[str, ...]) -> str:
+    """What the server said about the relevant methods, e.g. "dkim=pass for a.example; dmarc=none"."""
+    found = []
+    for item in results:
+        if item["method"] not in methods:
+            continue
+        props = item["props"]
+        where = props.get("header.from") if item["method"] == "dmarc" else _dkim_signer(props)
+        found.append(f"{item['method']}={item['result']}" + (f" for {where}" if where else ""))
+    return "; ".join(found) or "no " + "/".join(m.upper() for m in methods) + " result"
+
+
+def _judge(results: list[dict], domain: str, server: str, require: str) -> tuple[bool, str]:
+    for item in results:
+        props = item["props"]
+        if item["method"] == "dmarc" and item["result"] == "pass":
+            if _domain(props.get("header.from", "")) == domain:
+                return True, f"DMARC pass for {domain} from {server}"
+    if require == "dkim":
+        for item in results:
+            signer = _dkim_signer(item["props"])
+            if item["method"] == "dkim" and item["result"] == "pass" and _aligned(signer, domain):
+                return True, f"DKIM pass by {signer}, aligned with {domain}, from {server}"
+        methods: tuple[str, ...] = ("dkim", "dmarc")
+        wanted = "aligned DKIM or DMARC pass"
+    else:
+        methods, wanted = ("dmarc",), "DMARC pass"
+    return False, f"no {wanted} for {domain} from {server} ({_summary(results, methods)})"
+
+
+def verify_sender(email: InboundEmail, policy: SenderPolicy) -> Verdict:
+    """Trusted only if the From domain is ours to serve and OUR server vouches for it.
+
+    Only the topmost Authentication-Results of a trusted authserv-id counts: our server prepends
+    its own, anything below it (or from another authserv-id) may have been written by the sender.
+    """
+    domain = _addr_domain(email.from_addr)
+    if not domain:
+        return Verdict(False, "the email has no usable From address")
+    if not _is_organisation(domain, policy):
+        return Verdict(False, f"sender domain {domain} is not an organisation domain")
+    problem = _header_problem(email, domain)
+    if problem:
+        return Verdict(False, f"{problem}: the sender is ambiguous")
+    if policy.require == "none":
+        return Verdict(True, f"sender domain {domain} accepted; policy none: no authentication checked")
+
+    evidence: list[str] = []
+    for value in email.headers.get("authentication-results", ()):
+        authserv_id, results = parse_authentication_results(value)
+        if authserv_id.lower() not in policy.trusted_authserv_ids:
+            evidence.append(f"ignored (authserv-id {authserv_id or '?'} is not trusted): {value}")
+            continue
+        evidence.append(f"used: {value}")
+        trusted, reason = _judge(results, domain, authserv_id, policy.require)
+        return Verdict(trusted, reason, tuple(evidence))
+    return Verdict(False, "no Authentication-Results from a trusted server", tuple(evidence))
