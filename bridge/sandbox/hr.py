@@ -11,6 +11,8 @@ Run alone: ``python -m bridge.sandbox.hr --port 8071`` prints ``ready http://…
 
 from __future__ import annotations
 
+import abc
+
 import argparse
 import copy
 import json
@@ -19,13 +21,14 @@ import sys
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import unquote
 
 import yaml
+
+from bridge.sandbox.httpserve import BackgroundHTTPServer
 
 SEED_FILE = Path(__file__).with_name("directory.yaml")
 DOWN_PAGE = (b"<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n"
@@ -39,13 +42,14 @@ def load_seed(path: str | Path = SEED_FILE) -> dict[str, list[dict[str, Any]]]:
     return {"employees": list(data.get("employees") or []), "accounts": list(data.get("accounts") or [])}
 
 
-class JsonStandIn:
+class JsonStandIn(BackgroundHTTPServer, abc.ABC):
     """A JSON service on loopback; subclasses answer in ``route`` while this class plays the network's tricks.
 
     Every request is checked in this order: down (503 page, at once), latency, bearer token (401),
     scripted failure, then ``route``. State is guarded by one lock: tests steer from their thread.
     """
 
+    server_attribute = "stand_in"  # handler_class is set below _Handler
     seed_key = ""  # which list of directory.yaml seeds this service
 
     def __init__(self, records: list[dict[str, Any]] | None, *, token: str, latency: float) -> None:
@@ -59,44 +63,8 @@ class JsonStandIn:
         self._down = False
         self._failures: deque[tuple[int, bytes | None]] = deque()
         self._calls: list[dict[str, Any]] = []
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         for record in load_seed()[self.seed_key] if records is None else records:
             self._put(record["email"], record)
-
-    # --- lifecycle ---
-
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Serve in a background thread; returns the base URL (port 0 picks a free one)."""
-        if self._server is not None:
-            raise RuntimeError(f"{type(self).__name__} already started")
-        server = _Server((host, port), _Handler)
-        server.stand_in = self
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"{type(self).__name__}", daemon=True)
-        self._thread.start()
-        self.url = f"http://{host}:{server.server_address[1]}"
-        return self.url
-
-    def stop(self) -> None:
-        """Stop listening (connections are then refused); safe to call twice."""
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        if self._server is None:
-            self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     # --- steering ---
 
@@ -145,9 +113,9 @@ class JsonStandIn:
 
     # --- serving ---
 
+    @abc.abstractmethod
     def route(self, method: str, parts: list[str], headers: dict[str, str]) -> tuple[int, Any]:
         """Answer one authorised request: `parts` are the decoded path segments; returns (status, JSON value)."""
-        raise NotImplementedError
 
     def _answer(self, method: str, parts: list[str], headers: dict[str, str]) -> tuple[int, str, bytes]:
         with self._lock:
@@ -184,14 +152,6 @@ class JsonStandIn:
         handler.wfile.write(payload)
 
 
-class _Server(ThreadingHTTPServer):
-    """One thread per request; a deep listen queue so bursts of clients are not made to retry SYNs."""
-
-    daemon_threads = True
-    request_queue_size = 128
-    stand_in: JsonStandIn
-
-
 class _Handler(BaseHTTPRequestHandler):
     """Hands every request to the stand-in; HTTP/1.0, so a stopped stand-in leaves no live connection."""
 
@@ -202,6 +162,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.stand_in._serve(self)  # type: ignore[attr-defined]
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+
+JsonStandIn.handler_class = _Handler
 
 
 class HrSandbox(JsonStandIn):

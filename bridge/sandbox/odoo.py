@@ -30,10 +30,10 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
 from email.utils import formataddr, parseaddr
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 
+from bridge.sandbox.httpserve import BackgroundHTTPServer
 from bridge.sandbox.odoo_domain import compile_domain
 from bridge.sandbox.odoo_models import (AccessDenied, AccessError, Database, MissingError, OperationalError,
                                         SerializationFailure, UserError, ValidationError)
@@ -259,8 +259,10 @@ class _Rule:
         return self.model in (model, "*") and self.method in (method, "*")
 
 
-class OdooSandbox:
+class OdooSandbox(BackgroundHTTPServer):
     """The stand-in server: one in-memory database, one lock around it, an HTTP server in a thread."""
+
+    server_attribute, thread_name = "sandbox", "odoo-sandbox"  # handler_class is set below _Handler
 
     def __init__(self, *, version: int = 17, db: str = "bridge", login: str = "bot@example.com",
                  password: str = "secret", latency: float = 0.0, ticket_flavour: str = "enterprise") -> None:
@@ -277,42 +279,6 @@ class OdooSandbox:
         self._failures: list[_Rule] = []
         self._kills: list[_Rule] = []
         self._calls: Counter[tuple[str, str]] = Counter()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # --- lifecycle ---
-
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Serves in a background thread; returns the base URL (port 0 picks a free one)."""
-        if self._server is not None:
-            raise RuntimeError("OdooSandbox already started")
-        server = _Server((host, port), _Handler)
-        server.sandbox = self  # type: ignore[attr-defined]
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="odoo-sandbox", daemon=True)
-        self._thread.start()
-        self.url = f"http://{host}:{server.server_address[1]}"
-        return self.url
-
-    def stop(self) -> None:
-        """Stops listening; requests already being answered finish on their daemon threads."""
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> OdooSandbox:
-        if self._server is None:
-            self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     # --- steering ---
 
@@ -556,13 +522,6 @@ def _json_error(exc: Exception) -> dict[str, Any]:
                      "context": {}, "debug": _traceback(exc)}}
 
 
-class _Server(ThreadingHTTPServer):
-    """One thread per request; a deep listen queue so bursts of clients are not made to retry SYNs."""
-
-    daemon_threads = True
-    request_queue_size = 128
-
-
 class _Handler(BaseHTTPRequestHandler):
     """Routes HTTP requests to the sandbox; latency is slept here so concurrent requests overlap."""
 
@@ -611,6 +570,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(405, "text/html; charset=utf-8", b"<h1>Method Not Allowed</h1>")
         else:
             self._reply(404, "text/html; charset=utf-8", NOT_FOUND)
+
+
+OdooSandbox.handler_class = _Handler
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -262,3 +262,11 @@ def test_a_second_bridge_on_the_same_state_refuses_to_start(bridge_factory):
     bridge_factory()
     with pytest.raises(ConfigurationError, match="in use by another running bridge"):
         bridge_factory()
+
+
+def test_polling_when_idle_is_off(bridge_factory, mailbox, odoo, sink):
+    runner = bridge_factory(imap__idle=False, imap__poll_interval_seconds=0.3)
+    uid = mailbox.append(email_bytes(subject="polled")[0])
+    wait_until(lambda: done(mailbox, uid), timeout=10)
+    assert runner.app.watcher.mode == "poll"
+    assert [t["name"] for t in tickets(odoo)] == ["polled"]
