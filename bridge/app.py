@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
+from bridge.automation.playbook import Automation
 from bridge.config import Config
 from bridge.errors import ConfigurationError
 from bridge.mail.compose import Composer
@@ -108,6 +109,7 @@ class App:
             health=self.health,
             executor=self.executor,
             observers=list(observers or []),
+            automation=Automation.from_config(cfg.automation),
         )
         self.runner = Runner(self.ctx)
         self.intake = Intake(cfg, self.runner, self.store, self.health["imap"])

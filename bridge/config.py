@@ -8,8 +8,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from bridge.automation.classify import ClassifierConfig
+from bridge.automation.decide import DecisionTable
+from bridge.automation.directory import HrConfig, LmsConfig
+from bridge.automation.limits import ActionLimit
+from bridge.automation.verify import SenderPolicy
 from bridge.errors import ConfigurationError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -134,6 +139,30 @@ class BridgeSection(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class AutomationConfig(_Section):
+    """Login-problem automation on new tickets (see bridge/automation/playbook.py)."""
+
+    enabled: bool = False
+    dry_run: bool = False  # run and document everything, change nothing on the LMS
+    dry_run_reply: Literal["suppress", "test"] = "suppress"  # test: send it, subject "[TEST] …"
+    classifier: ClassifierConfig = ClassifierConfig()
+    sender: SenderPolicy = SenderPolicy()
+    hr: HrConfig | None = None
+    lms: LmsConfig | None = None
+    decision: DecisionTable = DecisionTable()
+    action_limit: ActionLimit = ActionLimit()
+    resolved_stage: str = ""  # stage by name for tickets solved automatically (empty: unchanged)
+    escalated_stage: str = ""  # stage by name for escalated tickets (empty: unchanged)
+    resolved_tag: str = "auto-resolved"
+    escalated_tag: str = "escalated"
+
+    @model_validator(mode="after")
+    def _services_when_enabled(self) -> "AutomationConfig":
+        if self.enabled and (self.hr is None or self.lms is None):
+            raise ValueError("automation.enabled needs automation.hr and automation.lms")
+        return self
+
+
 class Config(_Section):
     bridge: BridgeSection = BridgeSection()
     imap: ImapConfig
@@ -143,6 +172,7 @@ class Config(_Section):
     guard: GuardConfig = GuardConfig()
     pipeline: PipelineConfig = PipelineConfig()
     state: StateConfig = StateConfig()
+    automation: AutomationConfig = AutomationConfig()
 
     @property
     def own_domain(self) -> str:

@@ -13,6 +13,8 @@ from bridge.app import App
 from bridge.config import Config, parse_config
 from bridge.pipeline.job import Job
 from bridge.sandbox.dovecot import Dovecot
+from bridge.sandbox.hr import HrSandbox
+from bridge.sandbox.lms import LmsSandbox
 from bridge.sandbox.odoo import OdooSandbox
 from bridge.sandbox.smtp_sink import SmtpSink
 
@@ -21,7 +23,8 @@ SUPPORT = "support@example.com"
 WAIT_SECONDS = 20.0
 
 
-def demo_config(state_dir: Path, dovecot: Dovecot, odoo: OdooSandbox, sink: SmtpSink) -> Config:
+def demo_config(state_dir: Path, dovecot: Dovecot, odoo: OdooSandbox, sink: SmtpSink,
+                hr: HrSandbox, lms: LmsSandbox) -> Config:
     user = "support"
     return parse_config(
         {
@@ -34,6 +37,15 @@ def demo_config(state_dir: Path, dovecot: Dovecot, odoo: OdooSandbox, sink: Smtp
             "tickets": {"templates_dir": str(REPO / "templates")},
             "state": {"dir": str(state_dir)},
             "bridge": {"secret": "demo-secret-not-for-production", "log_level": "WARNING"},
+            "automation": {
+                "enabled": True,
+                "sender": {"require": "dmarc", "organisation_domains": ["customer.example"],
+                           "trusted_authserv_ids": ["mx.example.com"]},
+                "hr": {"url": hr.url, "auth_value": "Bearer hr-token"},
+                "lms": {"url": lms.url, "auth_value": "Bearer lms-token"},
+                "resolved_stage": "Solved",
+                "escalated_stage": "In Progress",
+            },
         }
     )
 
@@ -60,23 +72,28 @@ class Timeline:
                                else f"follow-up on ticket #{detail['ticket']}"),
             "post": lambda: (f"email posted to the ticket's chatter ({detail.get('attachments', 0)} attachment(s))"
                              if "message" in detail else f"not posted again: {detail.get('skipped')}"),
-            "acknowledge": lambda: (f"acknowledgement queued → {detail['to']}" if "message_id" in detail
-                                    else f"no acknowledgement: {detail.get('skipped')}"),
+            "login": lambda: (f"login automation: {detail['outcome']} ({detail['reason']})" if detail.get("login")
+                              else ""),
+            "acknowledge": lambda: (f"reply {detail.get('template', 'ack')} queued → {detail['to']}"
+                                    if "message_id" in detail else f"no reply: {detail.get('skipped')}"),
             "quarantined": lambda: f"QUARANTINED: {detail.get('reason')}",
             "deferred": lambda: f"deferred: {detail.get('reason')}",
             "done": lambda: "done, marked in IMAP",
         }.get(event)
-        if text:
-            self._add(job.key, text())
+        line = text() if text else ""
+        if line:
+            self._add(job.key, line)
         if event in ("done", "quarantined"):
             self.finished[job.key] = event
 
     def on_effect(self, event: str, key: str, record: dict[str, Any]) -> None:
         kind, _, origin = key.partition(":")
         if event == "sent" and kind == "ack":
-            self._add(origin, f"acknowledgement sent over SMTP: {record['payload']['subject']!r}")
+            self._add(origin, f"reply sent over SMTP: {record['payload']['subject']!r}")
         elif event == "sent" and kind == "note":
-            self._add(record["payload"].get("email_key", origin), "acknowledgement logged on the ticket as a note")
+            self._add(record["payload"].get("email_key", origin), "reply logged on the ticket as a note")
+        elif event == "sent" and kind == "login-note":
+            self._add(origin, "login automation documented on the ticket (internal note)")
         elif event == "dead":
             self._add(origin, f"effect {kind} FAILED: {record.get('last_error')}")
 
@@ -132,9 +149,10 @@ def _print_report(timeline: Timeline, names: dict[str, str], odoo: OdooSandbox, 
           f"emails sent: {len(sink.messages)}")
 
 
-async def _run(files: list[Path], state_dir: Path, dovecot: Dovecot, odoo: OdooSandbox, sink: SmtpSink) -> int:
+async def _run(files: list[Path], state_dir: Path, dovecot: Dovecot, odoo: OdooSandbox, sink: SmtpSink,
+               hr: HrSandbox, lms: LmsSandbox) -> int:
     timeline = Timeline()
-    app = App(demo_config(state_dir, dovecot, odoo, sink), observers=[timeline.on_job])
+    app = App(demo_config(state_dir, dovecot, odoo, sink, hr, lms), observers=[timeline.on_job])
     app.outbox.observers.append(timeline.on_effect)
     await app.start()
     try:
@@ -142,6 +160,8 @@ async def _run(files: list[Path], state_dir: Path, dovecot: Dovecot, odoo: OdooS
     finally:
         await app.stop()
     _print_report(timeline, names, odoo, sink)
+    actions = [f"{a['action']} for {a['email']}" for a in lms.actions]
+    print(f"LMS actions performed: {', '.join(actions) or 'none'}")
     missing = [names[k] for k in names if k not in timeline.finished]
     if missing:
         print(f"\nNot finished in time: {', '.join(missing)}")
@@ -160,7 +180,8 @@ def run_demo(samples: Path | None = None) -> int:
         return 1
     print(f"bridge demo: {len(files)} sample emails → local Dovecot → bridge → Odoo stand-in → SMTP sink")
     with tempfile.TemporaryDirectory(prefix="bridge-demo-") as tmp, Dovecot() as dovecot, \
-            OdooSandbox() as odoo, SmtpSink() as sink:
+            OdooSandbox() as odoo, SmtpSink() as sink, HrSandbox() as hr, LmsSandbox() as lms:
         print(f"  IMAP  imap://{dovecot.host}:{dovecot.port} (Dovecot)\n  Odoo  {odoo.url} (JSON-RPC stand-in)\n"
-              f"  SMTP  smtp://{sink.host}:{sink.port} (sink)\n  state {tmp}  ({email.utils.formatdate()})")
-        return asyncio.run(_run(files, Path(tmp) / "state", dovecot, odoo, sink))
+              f"  SMTP  smtp://{sink.host}:{sink.port} (sink)\n  HR    {hr.url}   LMS {lms.url} (stand-ins)\n"
+              f"  state {tmp}  ({email.utils.formatdate()})")
+        return asyncio.run(_run(files, Path(tmp) / "state", dovecot, odoo, sink, hr, lms))

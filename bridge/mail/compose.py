@@ -78,8 +78,11 @@ class Composer:
         """The reply that tells a customer their ticket exists and how to follow up."""
         return self.reply(email, ticket_id, template="ack", kind="ack")
 
-    def reply(self, email: InboundEmail, ticket_id: int, *, template: str, kind: str) -> OutgoingMail:
-        """Any templated reply to ``email``: ``<template>.subject.j2``, ``.txt.j2``, ``.html.j2``."""
+    def reply(
+        self, email: InboundEmail, ticket_id: int, *, template: str, kind: str, values: dict | None = None
+    ) -> OutgoingMail:
+        """Any templated reply to ``email``: ``<template>.subject.j2``, ``.txt.j2``, ``.html.j2``;
+        ``values`` add to the standard ones (``lang``, ``test_mode`` for the login replies)."""
         tag = subject_tag(ticket_id, self.tag_prefix)
         untagged = re.sub(rf"\s*\[#{re.escape(self.tag_prefix)}\d+\]", "", _one_line(email.subject), flags=re.I)
         original = strip_reply_prefixes(untagged).strip() or "(no subject)"
@@ -90,6 +93,9 @@ class Composer:
             "ticket_id": ticket_id,
             "ticket_tag": tag,
             "team_name": self.from_name,
+            "lang": "en",
+            "test_mode": False,
+            **(values or {}),
         }
         subject = _one_line(self._render(f"{template}.subject.j2", **values), 250)
         text = self._render(f"{template}.txt.j2", **values)
@@ -118,6 +124,7 @@ class Composer:
         msg["Auto-Submitted"] = "auto-replied"
         msg["X-Auto-Response-Suppress"] = "All"
         msg["X-Loop"] = self.loop_token
+        msg["X-Bridge-Template"] = template
         msg.attach(MIMEText(text, "plain", "utf-8"))
         msg.attach(MIMEText(html, "html", "utf-8"))
         return OutgoingMail(

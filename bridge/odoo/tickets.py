@@ -339,6 +339,45 @@ class TicketDesk:
         needle = html.escape(marker, quote=True)
         return any(needle in str(note.get("body") or "") for note in notes)
 
+    def set_stage(self, ticket_id: int, stage_name: str) -> None:
+        """Move the ticket to the stage of this name (profile's stage model, id cached).
+
+        Idempotent: a ticket already in that stage is not written again, so a retry does not
+        restamp the stage date (or re-run stage-change automations) in a real Odoo. An unknown
+        stage name is a ConfigurationError naming it; a missing ticket fails on the write.
+        """
+        model = self.profile.stage_model
+
+        def lookup() -> int:
+            found = self._find_by_name(model, stage_name)
+            if found is None:
+                raise ConfigurationError(f"unknown stage {stage_name!r}: no {model} of that name", service=SERVICE)
+            return found
+
+        stage_id = self._names.get((model, stage_name), lookup)
+        current = self._read_by_id(self.profile.model, ticket_id, ["stage_id"])
+        if current and self._many2one_id(current[0].get("stage_id")) == stage_id:
+            return
+        self._rpc.execute_kw(self.profile.model, "write", [[ticket_id], {"stage_id": stage_id}])
+
+    def add_tags(self, ticket_id: int, tag_names: Sequence[str]) -> None:
+        """Link these tags to the ticket, each found or created once (profile's tag model); existing tags stay.
+
+        ``(4, id, 0)`` links without unlinking anything and is a no-op for a tag already there.
+        """
+        names = list(dict.fromkeys(name.strip() for name in tag_names if name.strip()))
+        if not names:
+            return
+        commands = [(4, self._tag_id(name), 0) for name in names]
+        self._rpc.execute_kw(self.profile.model, "write", [[ticket_id], {"tag_ids": commands}])
+
+    @staticmethod
+    def _many2one_id(value: Any) -> int | None:
+        """A many2one as read: ``[id, name]``, a bare id, or False."""
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else None
+        return as_id(value) if value else None
+
     def _body(self, body_html: str) -> dict[str, Any]:
         """See the class docstring: ``body_is_html`` only where Odoo knows it (17+)."""
         if self._rpc.server_major >= 17:

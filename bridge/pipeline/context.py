@@ -8,7 +8,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from bridge.config import Config
 from bridge.errors import TransientError
@@ -19,6 +19,9 @@ from bridge.pipeline.health import ServiceHealth
 from bridge.pipeline.job import Job
 from bridge.pipeline.outbox import Outbox
 from bridge.store import Store
+
+if TYPE_CHECKING:
+    from bridge.automation.playbook import Automation
 
 log = logging.getLogger("bridge.pipeline")
 T = TypeVar("T")
@@ -39,6 +42,11 @@ class Context:
     health: dict[str, ServiceHealth]
     executor: ThreadPoolExecutor
     observers: list[Observer] = field(default_factory=list)
+    automation: "Automation | None" = None
+
+    async def blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking adapter call (HR, LMS) in the worker pool."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
 
     async def odoo(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking TicketDesk call in the worker pool; track Odoo's health."""

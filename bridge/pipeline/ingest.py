@@ -1,6 +1,6 @@
 """The ordered stages that turn one inbound email into a ticket or a follow-up, and an answer.
 
-    guard → route → ticket → post → acknowledge
+    guard → route → ticket → post → login → acknowledge
 
 Each stage returns a small result that the runner journals before the next one starts; a stage
 that already has a result is never run again, so a restarted bridge resumes mid-way.
@@ -15,6 +15,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from bridge.automation.playbook import LoginStage
 from bridge.mail.guard import classify
 from bridge.mail.htmltext import text_to_html
 from bridge.mail.thread_ids import ticket_from_message_id, ticket_from_subject
@@ -185,7 +186,8 @@ class PostStage:
 
 
 class AcknowledgeStage:
-    """Queue the acknowledgement for a new ticket, if the guard and the reply cap allow it."""
+    """Queue the one reply for a new ticket (the login outcome's, else the acknowledgement),
+    if the guard and the reply cap allow it."""
 
     name = "acknowledge"
     journal = False
@@ -199,13 +201,21 @@ class AcknowledgeStage:
             return {"skipped": "follow-up on an existing ticket"}
         if job.result("guard").get("action") != GuardAction.PROCESS.value:
             return {"skipped": job.result("guard").get("reason") or "guard"}
-        if not ctx.cfg.tickets.acknowledge:
+        login = job.result("login")
+        template, values = "ack", {"lang": "en", "test_mode": False}
+        if login.get("login"):
+            template, values["lang"] = login["template"], login["lang"]
+            if login.get("dry_run"):
+                if ctx.cfg.automation.dry_run_reply == "suppress":
+                    return {"skipped": "dry run: reply suppressed"}
+                values["test_mode"] = True
+        elif not ctx.cfg.tickets.acknowledge:
             return {"skipped": "acknowledgements disabled"}
         if not reply_cap_allows(ctx, email.from_addr):
-            log.warning("%s: reply cap reached for %s: no acknowledgement", job.key, email.from_addr)
+            log.warning("%s: reply cap reached for %s: no reply", job.key, email.from_addr)
             return {"skipped": "reply cap reached"}
         key = f"ack:{email.key}"
-        mail = ctx.composer.acknowledgement(email, ticket)
+        mail = ctx.composer.reply(email, ticket, template=template, kind=template.partition("_")[0], values=values)
         payload = {
             "raw": mail.raw,
             "sender": mail.sender,
@@ -215,11 +225,12 @@ class AcknowledgeStage:
             "email_key": email.key,
             "subject": mail.subject,
             "text": mail.text,
+            "template": template,
         }
         if not ctx.outbox.enqueue(Effect(key, "smtp", payload), known_new=not job.resumed):  # queued before a restart
             return {"message_id": ctx.store.outbox[key]["payload"]["message_id"], "to": mail.recipient}
         ctx.store.remember_message(mail.message_id, ticket, "out")
-        return {"message_id": mail.message_id, "to": mail.recipient}
+        return {"message_id": mail.message_id, "to": mail.recipient, "template": template}
 
 
 def reply_cap_allows(ctx: Context, address: str) -> bool:
@@ -237,7 +248,7 @@ def reply_cap_allows(ctx: Context, address: str) -> bool:
 def ack_follow_ups(payload: dict[str, Any]) -> list[Effect]:
     """After an acknowledgement went out: log it on the ticket as an internal note."""
     body = (
-        f"<p><b>Automatic acknowledgement sent</b> to {escape(payload['recipients'][0])}<br/>"
+        f"<p><b>Automatic reply ({escape(payload.get('template', 'ack'))}) sent</b> to {escape(payload['recipients'][0])}<br/>"
         f"Subject: {escape(payload['subject'])}<br/>Message-ID: {escape(payload['message_id'])}</p>"
         f"{text_to_html(payload['text'])}"
     )
@@ -251,4 +262,6 @@ def ack_follow_ups(payload: dict[str, Any]) -> list[Effect]:
     ]
 
 
-STAGES: tuple[Stage, ...] = (GuardStage(), RouteStage(), TicketStage(), PostStage(), AcknowledgeStage())
+STAGES: tuple[Stage, ...] = (
+    GuardStage(), RouteStage(), TicketStage(), PostStage(), LoginStage(), AcknowledgeStage()
+)

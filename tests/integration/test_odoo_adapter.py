@@ -381,6 +381,115 @@ def test_customer_email_of_a_missing_ticket_is_none(sandboxes: Sandboxes, make_d
     assert desk.ticket_customer_email(999_999) is None
 
 
+# --------------------------------------------------------------------------- stages and tags
+
+# The seeded stages of each profile's stage model, in sequence order.
+STAGES: dict[str, tuple[str, ...]] = {
+    "helpdesk": ("New", "In Progress", "Solved", "Cancelled"),
+    "helpdesk_mgmt": ("New", "In Progress", "Awaiting", "Done", "Cancelled", "Rejected"),
+    "project_task": ("New", "In Progress", "Done"),
+}
+
+
+def _stage_name(sandbox: OdooSandbox, profile: str, ticket: int) -> str:
+    record = _only(sandbox.records(PROFILES[profile].model, [("id", "=", ticket)]))
+    return _only(sandbox.records(PROFILES[profile].stage_model, [("id", "=", record["stage_id"])]))["name"]
+
+
+def _tag_names(sandbox: OdooSandbox, profile: str, ticket: int) -> list[str]:
+    record = _only(sandbox.records(PROFILES[profile].model, [("id", "=", ticket)]))
+    tags = sandbox.records(PROFILES[profile].tag_model, [("id", "in", record["tag_ids"])])
+    return sorted(tag["name"] for tag in tags)
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_set_stage_moves_the_ticket_through_every_stage(
+    sandboxes: Sandboxes, make_desk: MakeDesk, transport: str, profile: str
+) -> None:
+    sandbox = sandboxes(17, FLAVOUR[profile])
+    desk = make_desk(sandbox, transport, profile, **SETTINGS[profile])
+    _, ticket = _new_ticket(desk)
+    _, other = _new_ticket(desk, subject="Other")
+    model, stage_model = PROFILES[profile].model, PROFILES[profile].stage_model
+    assert sorted(stage["name"] for stage in sandbox.records(stage_model)) == sorted(STAGES[profile])
+
+    for name in (*STAGES[profile], STAGES[profile][0]):
+        desk.set_stage(ticket, name)
+        assert _stage_name(sandbox, profile, ticket) == name
+    assert _stage_name(sandbox, profile, other) == SETTINGS[profile]["new_stage"]  # only that ticket moved
+
+    # Idempotent: the same stage again writes nothing, and stage ids come from the cache.
+    searches, writes = sandbox.call_count(stage_model, "search"), sandbox.call_count(model, "write")
+    desk.set_stage(ticket, STAGES[profile][0])
+    desk.set_stage(ticket, STAGES[profile][0])
+    assert _stage_name(sandbox, profile, ticket) == STAGES[profile][0]
+    assert sandbox.call_count(model, "write") == writes
+    desk.set_stage(other, STAGES[profile][-1])
+    assert _stage_name(sandbox, profile, other) == STAGES[profile][-1]
+    assert sandbox.call_count(stage_model, "search") == searches
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_set_stage_to_an_unknown_stage_is_a_configuration_error(
+    sandboxes: Sandboxes,
+    make_desk: MakeDesk,
+    connect: Callable[[OdooConfig], OdooRPC],
+    transport: str,
+    profile: str,
+) -> None:
+    sandbox = sandboxes(17, FLAVOUR[profile])
+    desk = make_desk(sandbox, transport, profile, **SETTINGS[profile])
+    _, ticket = _new_ticket(desk)
+    # "Awaiting" exists in OCA's helpdesk.ticket.stage only: stages never leak across profiles.
+    for name in ("Limbo", "Awaiting") if profile != "helpdesk_mgmt" else ("Limbo", "Solved"):
+        with pytest.raises(ConfigurationError) as info:
+            desk.set_stage(ticket, name)
+        assert repr(name) in str(info.value) and PROFILES[profile].stage_model in str(info.value)
+        assert not isinstance(info.value, AccessDenied)
+    assert sandbox.call_count(PROFILES[profile].model, "write") == 0
+    assert _stage_name(sandbox, profile, ticket) == SETTINGS[profile]["new_stage"]
+
+    # A miss is not cached: the stage is found once someone creates it in Odoo.
+    admin = connect(odoo_config(sandbox, transport, profile))
+    admin.execute_kw(PROFILES[profile].stage_model, "create", [{"name": "Limbo"}])
+    desk.set_stage(ticket, "Limbo")
+    assert _stage_name(sandbox, profile, ticket) == "Limbo"
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_add_tags_links_and_creates_each_tag_once(
+    sandboxes: Sandboxes, make_desk: MakeDesk, transport: str, profile: str
+) -> None:
+    sandbox = sandboxes(17, FLAVOUR[profile])
+    desk = make_desk(sandbox, transport, profile, **SETTINGS[profile])
+    tag_model = PROFILES[profile].tag_model
+    _, ticket = _new_ticket(desk)
+    _, other = _new_ticket(desk, subject="Other")
+    configured = sorted(SETTINGS[profile]["tags"])
+    assert _tag_names(sandbox, profile, ticket) == configured
+
+    desk.add_tags(ticket, ["login", "lms-reactivated", "login"])
+    desk.add_tags(ticket, ["login", "lms-reactivated"])
+    # The configured tags are kept, the new ones linked.
+    assert _tag_names(sandbox, profile, ticket) == sorted([*configured, "login", "lms-reactivated"])
+    for name in ("login", "lms-reactivated", "email"):
+        assert len(sandbox.records(tag_model, [("name", "=", name)])) == 1
+    assert sandbox.call_count(tag_model, "create") == len(configured) + 2
+
+    # Another ticket, and a fresh desk with a cold cache, reuse the same tags.
+    make_desk(sandbox, transport, profile, **SETTINGS[profile]).add_tags(other, ["login", "email"])
+    assert _tag_names(sandbox, profile, other) == sorted({*configured, "login"})
+    assert len(sandbox.records(tag_model, [("name", "=", "login")])) == 1
+    assert sandbox.call_count(tag_model, "create") == len(configured) + 2
+
+    writes = sandbox.call_count(PROFILES[profile].model, "write")
+    desk.add_tags(ticket, [])
+    assert sandbox.call_count(PROFILES[profile].model, "write") == writes  # nothing to link: no call
+
+
 # --------------------------------------------------------------------------- check
 
 

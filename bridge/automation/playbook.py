@@ -1,0 +1,262 @@
+"""The login playbook: a new ticket about a login problem is checked (sender, HR, LMS), decided
+by the table, acted on idempotently, documented on the ticket and answered with one reply.
+
+Crash safety: the decision is journaled (durably) before any LMS call, so a restart never
+decides again on a changed account; the LMS call carries an idempotency key derived from the
+email, so a retried call is replayed by the LMS, never performed twice; the per-account action
+history is written before the call, so a crash cannot hide an action from the limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from html import escape
+from typing import Any, Protocol
+
+from bridge.automation.classify import LoginClassifier
+from bridge.automation.decide import decide
+from bridge.automation.directory import HrDirectory, LmsClient
+from bridge.automation.limits import allows, record
+from bridge.automation.verify import verify_sender
+from bridge.config import AutomationConfig
+from bridge.errors import BridgeError, TransientError
+from bridge.models import GuardAction, InboundEmail
+from bridge.pipeline.context import Context
+from bridge.pipeline.job import Job
+from bridge.pipeline.outbox import Effect
+
+log = logging.getLogger("bridge.automation")
+
+_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+OUTCOME = {"reactivate": "reactivated", "send_reset": "reset", "escalate": "escalated"}
+
+
+class Notifier(Protocol):
+    """Where escalations go: the Slack thread of the ticket once the Slack issue lands."""
+
+    def escalate(self, ticket_id: int, reason: str, facts: dict[str, Any]) -> None: ...
+
+
+class LogNotifier:
+    """Escalations as one WARNING line each, until the Slack notifier replaces it."""
+
+    def __init__(self) -> None:
+        self.log = logging.getLogger("bridge.escalations")
+
+    def escalate(self, ticket_id: int, reason: str, facts: dict[str, Any]) -> None:
+        self.log.warning("ticket %s: escalated to a human: %s (sender %s)", ticket_id, reason,
+                         facts.get("sender", "?"))
+
+
+@dataclass
+class Automation:
+    """The playbook's configuration and adapters."""
+
+    cfg: AutomationConfig
+    classifier: LoginClassifier
+    hr: HrDirectory
+    lms: LmsClient
+    notifier: Notifier
+
+    @classmethod
+    def from_config(cls, cfg: AutomationConfig, notifier: Notifier | None = None) -> "Automation | None":
+        if not cfg.enabled or cfg.hr is None or cfg.lms is None:
+            return None
+        if cfg.sender.require == "none":
+            log.warning("automation.sender.require is 'none': senders are NOT authenticated; "
+                        "use this only in test setups")
+        elif not cfg.sender.trusted_authserv_ids:
+            log.warning("automation.sender.trusted_authserv_ids is empty: no sender can be verified, "
+                        "every login request will be escalated")
+        if cfg.dry_run:
+            log.warning("automation.dry_run is on: no LMS change is made (replies: %s)", cfg.dry_run_reply)
+        return cls(cfg, LoginClassifier(cfg.classifier), HrDirectory(cfg.hr), LmsClient(cfg.lms),
+                   notifier or LogNotifier())
+
+
+def _ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
+def other_accounts(email: InboundEmail, domains: tuple[str, ...]) -> list[str]:
+    """Organisation addresses in the body other than the sender's: someone else's account."""
+    found = {a.lower() for a in _ADDRESS.findall(email.text)}
+    ours = {d.lstrip("*.") for d in domains}
+    return sorted(a for a in found if a != email.from_addr and a.rpartition("@")[2] in ours)
+
+
+class LoginStage:
+    """Run the login playbook on a new ticket (a no-op for anything else)."""
+
+    name = "login"
+    journal = True
+
+    async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
+        auto = ctx.automation
+        email = job.email
+        assert email is not None
+        if auto is None:
+            return {"login": False}
+        if not job.result("ticket").get("new") or job.result("guard").get("action") != GuardAction.PROCESS.value:
+            return {"login": False, "skipped": "not a new ticket from a person"}
+        run = dict(job.results.get("login_run") or {})
+        if "decision" not in run:
+            run = await self._decide(email, ctx, auto)
+            if not run["login"]:
+                return {"login": False, "classified": "not a login problem"}
+            job.results["login_run"] = run
+            ctx.checkpoint(job, durable=True)
+        if run["decision"]["action"] != "escalate" and "action" not in run:
+            run["action"] = await self._act(job, ctx, auto, run)
+            if run["action"].get("failed"):
+                run["decision"] = {"action": "escalate", "reason": run["action"]["failed"]}
+            job.results["login_run"] = run
+            ctx.checkpoint(job, durable=True)
+        ticket = job.ticket_id
+        assert ticket is not None
+        await self._record(job, ctx, auto, ticket, run)
+        action = run["decision"]["action"]
+        return {
+            "login": True,
+            "outcome": OUTCOME[action],
+            "template": f"login_{OUTCOME[action]}",
+            "lang": run["facts"]["language"],
+            "reason": run["decision"]["reason"],
+            "dry_run": auto.cfg.dry_run,
+        }
+
+    async def _decide(self, email: InboundEmail, ctx: Context, auto: Automation) -> dict[str, Any]:
+        timings: dict[str, int] = {}
+        started = time.monotonic()
+        found = auto.classifier.classify(email.subject, email.text)
+        timings["classify"] = _ms(started)
+        if not found.is_login:
+            return {"login": False}
+        facts: dict[str, Any] = {"sender": email.from_addr, "language": found.language,
+                                 "matched": list(found.matched)}
+        run: dict[str, Any] = {"login": True, "facts": facts, "timings": timings}
+
+        def escalate(reason: str) -> dict[str, Any]:
+            run["decision"] = {"action": "escalate", "reason": reason}
+            return run
+
+        started = time.monotonic()
+        verdict = verify_sender(email, auto.cfg.sender)
+        timings["verify"] = _ms(started)
+        facts["sender_check"] = verdict.reason
+        if not verdict.trusted:
+            return escalate(f"sender not verified: {verdict.reason}")
+        others = other_accounts(email, auto.cfg.sender.organisation_domains)
+        if others:
+            return escalate(f"the email mentions another account ({', '.join(others)}); "
+                            "only the sender's own account is handled automatically")
+
+        started = time.monotonic()
+        try:
+            employee = await ctx.blocking(auto.hr.lookup, email.from_addr)
+        except BridgeError as exc:
+            timings["hr"] = _ms(started)
+            return escalate(f"HR check failed: {exc}")
+        timings["hr"] = _ms(started)
+        employment = employee.status if employee else "not_found"
+        facts["hr"] = {"status": employment, "raw": employee.raw_status if employee else "",
+                       "email_on_record": employee.email if employee else ""}
+        account_email = employee.email if employee else email.from_addr
+
+        started = time.monotonic()
+        try:
+            account = await ctx.blocking(auto.lms.account, account_email)
+        except BridgeError as exc:
+            timings["lms_lookup"] = _ms(started)
+            return escalate(f"LMS check failed: {exc}")
+        timings["lms_lookup"] = _ms(started)
+        facts["lms"] = {"status": account.status if account else "not_found",
+                        "raw": account.raw_status if account else "",
+                        "email_on_record": account.email if account else ""}
+        facts["account"] = account.email if account else account_email
+
+        decision = decide(auto.cfg.decision, employment, facts["lms"]["status"])
+        run["decision"] = {"action": decision.action, "reason": decision.reason, "rule": decision.rule_index}
+        if decision.action != "escalate":
+            history = ctx.store.meta.get(f"lms-actions:{facts['account'].lower()}", [])
+            limit = auto.cfg.action_limit
+            if not allows(history, time.time(), limit):
+                return escalate(f"automation limit reached: {limit.count} automated actions in "
+                                f"{limit.per_seconds / 3600:g} h for {facts['account']}")
+        return run
+
+    async def _act(self, job: Job, ctx: Context, auto: Automation, run: dict[str, Any]) -> dict[str, Any]:
+        action = run["decision"]["action"]
+        account = run["facts"]["account"]
+        if auto.cfg.dry_run:
+            return {"dry_run": True}
+        key = f"{job.key}:{action}"
+        history_key = f"lms-actions:{account.lower()}"
+        ctx.store.meta.put(history_key, record(ctx.store.meta.get(history_key, []), time.time(),
+                                               auto.cfg.action_limit))
+        call = auto.lms.reactivate if action == "reactivate" else auto.lms.send_reset
+        started = time.monotonic()
+        for attempt in (1, 2):  # one immediate retry: the idempotency key makes it safe
+            try:
+                result = await ctx.blocking(call, account, key)
+            except TransientError as exc:
+                if attempt == 2:
+                    return {"failed": f"LMS {action} failed: {exc}", "ms": _ms(started)}
+            except BridgeError as exc:
+                return {"failed": f"LMS {action} refused: {exc}", "ms": _ms(started)}
+            else:
+                log.info("%s: LMS %s for %s done (reference %s%s)", job.key, action, account,
+                         result.reference or "-", ", replayed" if result.replayed else "")
+                return {"reference": result.reference, "replayed": result.replayed, "ms": _ms(started)}
+        raise AssertionError("unreachable")
+
+    async def _record(self, job: Job, ctx: Context, auto: Automation, ticket: int, run: dict[str, Any]) -> None:
+        action = run["decision"]["action"]
+        escalated = action == "escalate"
+        if not auto.cfg.dry_run:
+            stage = auto.cfg.escalated_stage if escalated else auto.cfg.resolved_stage
+            if stage:
+                await ctx.odoo(ctx.desk.set_stage, ticket, stage)
+            await ctx.odoo(ctx.desk.add_tags, ticket, [auto.cfg.escalated_tag if escalated else auto.cfg.resolved_tag])
+        ctx.outbox.enqueue(Effect(f"login-note:{job.key}", "odoo_note",
+                                  {"ticket": ticket, "body": note_html(job.key, run, auto.cfg.dry_run),
+                                   "marker": job.key, "email_key": job.key}))
+        if escalated:
+            auto.notifier.escalate(ticket, run["decision"]["reason"], run["facts"])
+
+
+def note_html(key: str, run: dict[str, Any], dry_run: bool) -> str:
+    """The internal note documenting one run: inputs, checks and answers, decision, action, timings."""
+    facts, decision = run["facts"], run["decision"]
+    action = run.get("action") or {}
+    rows = [
+        ("Email", key),
+        ("Sender", facts.get("sender", "")),
+        ("Language", facts.get("language", "")),
+        ("Matched phrases", ", ".join(facts.get("matched", []))),
+        ("Sender check", facts.get("sender_check", "")),
+        ("HR", _status(facts.get("hr"))),
+        ("LMS account", _status(facts.get("lms"))),
+        ("Decision", f"{decision['action']}: {decision['reason']}"),
+    ]
+    if action.get("dry_run"):
+        rows.append(("Action", "none: dry run"))
+    elif action:
+        rows.append(("Action", f"{decision['action']} reference {action.get('reference') or '-'}"
+                     + (" (replayed by the LMS)" if action.get("replayed") else "")))
+    timings = dict(run.get("timings", {}), **({"lms_action": action["ms"]} if "ms" in action else {}))
+    rows.append(("Timings", ", ".join(f"{k} {v} ms" for k, v in timings.items())))
+    title = "Login automation" + (" (dry run: nothing was changed)" if dry_run else "")
+    cells = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in rows if v)
+    return f"<p><b>{escape(title)}</b></p><table>{cells}</table>"
+
+
+def _status(found: dict[str, Any] | None) -> str:
+    if not found:
+        return ""
+    raw = f" ({found['raw']})" if found.get("raw") else ""
+    where = f", on record: {found['email_on_record']}" if found.get("email_on_record") else ""
+    return f"{found['status']}{raw}{where}"
