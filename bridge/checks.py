@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from bridge.automation.directory import HrDirectory, LmsClient
 from bridge.config import Config
 from bridge.errors import BridgeError
 from bridge.mail.inbox import ImapSession
@@ -28,12 +29,32 @@ def _odoo(cfg: Config) -> str:
     return TicketDesk(OdooRPC(cfg.odoo), cfg.odoo).check()
 
 
+PROBE = "bridge-check@invalid.example"
+
+
+def _hr(cfg: Config) -> str:
+    assert cfg.automation.hr is not None
+    HrDirectory(cfg.automation.hr).lookup(PROBE)  # unknown on purpose: proves reachability and auth
+    return f"HR {cfg.automation.hr.url} reachable, credentials accepted"
+
+
+def _lms(cfg: Config) -> str:
+    assert cfg.automation.lms is not None
+    LmsClient(cfg.automation.lms).account(PROBE)
+    mode = " (dry run)" if cfg.automation.dry_run else ""
+    return f"LMS {cfg.automation.lms.url} reachable, credentials accepted{mode}"
+
+
 async def run_checks(cfg: Config) -> list[tuple[str, bool, str]]:
-    """(service, passed, line) for IMAP, SMTP and Odoo, each tried even if another fails."""
+    """(service, passed, line) for IMAP, SMTP, Odoo (and HR, LMS when automation is on), each
+    tried even if another fails."""
     results: list[tuple[str, bool, str]] = []
-    for name, call in (("imap", lambda: asyncio.to_thread(_imap, cfg)),
-                       ("smtp", lambda: SmtpSender(cfg.smtp).check()),
-                       ("odoo", lambda: asyncio.to_thread(_odoo, cfg))):
+    checks = [("imap", lambda: asyncio.to_thread(_imap, cfg)),
+              ("smtp", lambda: SmtpSender(cfg.smtp).check()),
+              ("odoo", lambda: asyncio.to_thread(_odoo, cfg))]
+    if cfg.automation.enabled:
+        checks += [("hr", lambda: asyncio.to_thread(_hr, cfg)), ("lms", lambda: asyncio.to_thread(_lms, cfg))]
+    for name, call in checks:
         try:
             results.append((name, True, await call()))
         except BridgeError as exc:

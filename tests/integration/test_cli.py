@@ -26,6 +26,21 @@ def test_check_reports_every_service(mailbox, odoo, sink, tmp_path):
     assert "IDLE" in lines[0] and "helpdesk.ticket" in lines[2]
 
 
+def test_check_tries_hr_and_lms_when_automation_is_on(mailbox, odoo, sink, tmp_path):
+    from bridge.sandbox.hr import HrSandbox
+    from bridge.sandbox.lms import LmsSandbox
+
+    with HrSandbox() as hr, LmsSandbox() as lms:
+        settings = bridge_settings(mailbox, odoo, sink, tmp_path / "state")
+        settings["automation"] = {"enabled": True, "hr": {"url": hr.url, "auth_value": "Bearer hr-token"},
+                                  "lms": {"url": lms.url, "auth_value": "Bearer wrong-token"}}
+        result = bridge_cli("check", "--config", str(write_config(tmp_path / "c.yaml", settings)))
+    assert result.returncode == 1
+    names = [line.split()[:2] for line in result.stdout.splitlines()]
+    assert names[3:] == [["ok", "hr"], ["FAIL", "lms"]], result.stdout
+    assert "wrong-token" not in result.stdout
+
+
 def test_check_fails_on_bad_credentials_without_showing_them(mailbox, odoo, sink, tmp_path):
     settings = bridge_settings(mailbox, odoo, sink, tmp_path / "state")
     settings["odoo"]["password"] = "wrong-Secret-123"
