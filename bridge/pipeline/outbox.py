@@ -39,6 +39,7 @@ REQUEUE_KEY = "outbox_requeue"
 BULKY = frozenset({"raw", "text", "body"})
 REQUEUE_POLL_SECONDS = 5.0
 
+# A handler gets the payload and the attempt number: 0 means it cannot have been performed yet.
 Handler = Callable[[dict[str, Any], int], Awaitable[list[Effect] | None]]
 
 
@@ -82,6 +83,9 @@ class Outbox:
         for key, record in table.items():
             if record.get("status") == "pending":
                 self._schedule(key, record)
+        # Effects found pending at start may have been performed just before a crash: their
+        # handlers are told so (attempt ≥ 1) and check before doing it again.
+        self._recovered: set[str] = set(self._pending)
         self.observers: list[Callable[[str, str, dict[str, Any]], None]] = []
 
     def _schedule(self, key: str, record: dict[str, Any]) -> None:
@@ -133,6 +137,7 @@ class Outbox:
             record = self.table.get(key)
             if record and record.get("status") == "pending" and key not in self._pending:
                 self._schedule(key, record)
+                self._recovered.add(key)
 
     async def run(self) -> None:
         """Forever: start due effects while there is room, then sleep until one is due or a wake-up."""
@@ -170,7 +175,8 @@ class Outbox:
         kind = record["kind"]
         health = self.health.get(kind)
         try:
-            follow_ups = await self.handlers[kind](record["payload"], record["attempts"])
+            attempt = record["attempts"] + (key in self._recovered)
+            follow_ups = await self.handlers[kind](record["payload"], attempt)
         except TransientError as exc:
             if health:
                 health.failed(str(exc))

@@ -100,3 +100,20 @@ def test_backoff_grows_and_is_capped():
     assert all(0.1 <= backoff(1, 1, 100) <= 1 for _ in range(50))
     assert all(0.8 <= backoff(4, 1, 100) <= 8 for _ in range(50))
     assert all(backoff(30, 1, 5) <= 5 for _ in range(50))
+
+
+def test_effects_pending_at_start_are_flagged_as_possibly_done(tmp_path):
+    first = Store(tmp_path)
+    Outbox(first.outbox, {}, {}).enqueue(Effect("note:1", "note", {}))
+    first.close()
+    attempts = []
+
+    async def note(payload, attempt):
+        attempts.append(attempt)
+
+    second = Store(tmp_path)
+    outbox = Outbox(second.outbox, {"note": note}, {})
+    outbox.enqueue(Effect("note:2", "note", {}))
+    asyncio.run(_run_until(outbox, lambda: len(attempts) == 2))
+    assert sorted(attempts) == [0, 1], "the recovered effect may have been performed before the crash"
+    second.close()
