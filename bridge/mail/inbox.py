@@ -72,6 +72,15 @@ def _shutdown(client: imapclient.IMAPClient) -> None:
         log.debug("imap: shutdown of a broken connection failed", exc_info=True)
 
 
+def _create_folder(client: imapclient.IMAPClient, folder: str) -> None:
+    """Create a folder; another session creating it at the same moment is fine."""
+    try:
+        client.create_folder(folder)
+    except IMAPClientError as exc:
+        if "ALREADYEXISTS" not in str(exc).upper() and not client.folder_exists(folder):
+            raise
+
+
 def authenticate(client: imapclient.IMAPClient, cfg: ImapConfig) -> None:
     """The authentication seam: password LOGIN today, XOAUTH2 with the OAuth2 issue."""
     client.login(cfg.username, cfg.password.get_secret_value())
@@ -96,7 +105,7 @@ class ImapSession:
                 folders.append(self.cfg.done.folder)
             for folder in folders:
                 if not client.folder_exists(folder):
-                    client.create_folder(folder)
+                    _create_folder(client, folder)
             if not client.folder_exists(self.cfg.folder):
                 raise ConfigurationError(f"imap.folder: {self.cfg.folder!r} does not exist", service="imap")
             selected = client.select_folder(self.cfg.folder)
