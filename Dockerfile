@@ -14,6 +14,8 @@ COPY config.yaml ./config.yaml
 
 RUN mkdir -p /app/state && chown bridge /app/state
 VOLUME ["/app/state"]
+# The optional HTTP endpoint (http.port in config.yaml): /healthz and /webhook/ticket.
+EXPOSE 8080
 USER bridge
 
 # The config's relative paths (templates/, state/) resolve against /app.

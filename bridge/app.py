@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
+from bridge.automation.odoo_tickets import OdooTicketFeed
 from bridge.automation.playbook import Automation
 from bridge.config import Config
 from bridge.errors import ConfigurationError
@@ -24,11 +25,12 @@ from bridge.odoo.rpc import OdooRPC
 from bridge.odoo.tickets import TicketDesk
 from bridge.pipeline.context import Context, Observer
 from bridge.pipeline.health import ServiceHealth
-from bridge.pipeline.ingest import ack_follow_ups
+from bridge.pipeline.ingest import ODOO_TICKET_STAGES, ack_follow_ups
 from bridge.pipeline.intake import Intake
 from bridge.pipeline.outbox import Effect, Outbox
 from bridge.pipeline.runner import Runner
 from bridge.store import Store
+from bridge.web import WebServer
 
 log = logging.getLogger("bridge")
 
@@ -113,6 +115,8 @@ class App:
         )
         self.runner = Runner(self.ctx)
         self.intake = Intake(cfg, self.runner, self.store, self.health["imap"])
+        self.tickets = OdooTicketFeed(self.ctx, Runner(self.ctx, ODOO_TICKET_STAGES))
+        self.web = WebServer(cfg.http, self.tickets.submit_threadsafe) if cfg.http.port else None
         self.watcher = IdleWatcher(cfg.imap, self.intake.notify_threadsafe)
         self._tasks: list[asyncio.Task] = []
 
@@ -135,12 +139,17 @@ class App:
 
     async def start(self) -> None:
         self.intake.bind(asyncio.get_running_loop())
+        self.tickets.bind(asyncio.get_running_loop())
         self._tasks = [
             asyncio.create_task(self.intake.run(), name="intake"),
             asyncio.create_task(self.outbox.run(), name="outbox"),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
         ]
+        if self.ctx.automation is not None:
+            self._tasks.append(asyncio.create_task(self.tickets.run(), name="odoo-tickets"))
         self.watcher.start()
+        if self.web is not None:
+            self.web.start()
         log.info(
             "bridge started: imap %s:%s/%s → odoo %s (%s, %s) ; replies via %s:%s",
             self.cfg.imap.host, self.cfg.imap.port, self.cfg.imap.folder, self.cfg.odoo.url,
@@ -158,6 +167,8 @@ class App:
     async def stop(self) -> None:
         """Stop taking mail, let running jobs and sends finish (bounded), then close state."""
         self.watcher.stop()
+        if self.web is not None:
+            self.web.stop()
         intake_task = self._tasks[0] if self._tasks else None
         if intake_task:
             intake_task.cancel()

@@ -155,11 +155,30 @@ class AutomationConfig(_Section):
     escalated_stage: str = ""  # stage by name for escalated tickets (empty: unchanged)
     resolved_tag: str = "auto-resolved"
     escalated_tag: str = "escalated"
+    # Tickets created directly in Odoo (portal, web form, agents): polled every this many
+    # seconds (0: off; the webhook of `http:` works either way), once older than min_age so an
+    # emailed ticket has its email on the chatter by then.
+    odoo_poll_seconds: float = Field(default=0.0, ge=0)
+    odoo_min_age_seconds: float = Field(default=60.0, ge=0)
 
     @model_validator(mode="after")
     def _services_when_enabled(self) -> "AutomationConfig":
         if self.enabled and (self.hr is None or self.lms is None):
             raise ValueError("automation.enabled needs automation.hr and automation.lms")
+        return self
+
+
+class HttpConfig(_Section):
+    """The bridge's HTTP endpoint: GET /healthz and POST /webhook/ticket (port 0: off)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    webhook_token: SecretStr = SecretStr("")  # ?token=… or X-Bridge-Token: …
+
+    @model_validator(mode="after")
+    def _token_when_listening(self) -> "HttpConfig":
+        if self.port and len(self.webhook_token.get_secret_value()) < 16:
+            raise ValueError("http.webhook_token must be set (16+ characters) when http.port is set")
         return self
 
 
@@ -173,6 +192,7 @@ class Config(_Section):
     pipeline: PipelineConfig = PipelineConfig()
     state: StateConfig = StateConfig()
     automation: AutomationConfig = AutomationConfig()
+    http: HttpConfig = HttpConfig()
 
     @property
     def own_domain(self) -> str:

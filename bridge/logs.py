@@ -43,6 +43,7 @@ def config_secrets(cfg: Config) -> list[str]:
         cfg.smtp.password.get_secret_value(),
         cfg.odoo.password.get_secret_value(),
         cfg.bridge.secret.get_secret_value(),
+        cfg.http.webhook_token.get_secret_value(),
     ]
 
 

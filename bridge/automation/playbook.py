@@ -104,7 +104,7 @@ class LoginStage:
             return {"login": False, "skipped": "not a new ticket from a person"}
         run = dict(job.results.get("login_run") or {})
         if "decision" not in run:
-            run = await self._decide(email, ctx, auto)
+            run = await self._decide(email, ctx, auto, job.results.get("requester"))
             if not run["login"]:
                 return {"login": False, "classified": "not a login problem"}
             job.results["login_run"] = run
@@ -128,7 +128,11 @@ class LoginStage:
             "dry_run": auto.cfg.dry_run,
         }
 
-    async def _decide(self, email: InboundEmail, ctx: Context, auto: Automation) -> dict[str, Any]:
+    async def _decide(
+        self, email: InboundEmail, ctx: Context, auto: Automation, requester: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Gather the facts and decide. ``requester`` is the verdict for a ticket created in Odoo
+        (no email headers to check); emails are verified by their Authentication-Results."""
         timings: dict[str, int] = {}
         started = time.monotonic()
         found = auto.classifier.classify(email.subject, email.text)
@@ -144,11 +148,15 @@ class LoginStage:
             return run
 
         started = time.monotonic()
-        verdict = verify_sender(email, auto.cfg.sender)
+        if requester is None:
+            verdict = verify_sender(email, auto.cfg.sender)
+            trusted, reason = verdict.trusted, verdict.reason
+        else:
+            trusted, reason = requester["trusted"], requester["reason"]
         timings["verify"] = _ms(started)
-        facts["sender_check"] = verdict.reason
-        if not verdict.trusted:
-            return escalate(f"sender not verified: {verdict.reason}")
+        facts["sender_check"] = reason
+        if not trusted:
+            return escalate(f"sender not verified: {reason}")
         others = other_accounts(email, auto.cfg.sender.organisation_domains)
         if others:
             return escalate(f"the email mentions another account ({', '.join(others)}); "

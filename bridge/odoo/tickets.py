@@ -258,6 +258,49 @@ class TicketDesk:
             {"fields": fields, "context": {"active_test": False}},
         )
 
+    def newest_ticket_id(self) -> int:
+        """The highest ticket id now (0 if none): where polling for new tickets starts."""
+        ids = self._rpc.execute_kw(self.profile.model, "search", [[]],
+                                   {"limit": 1, "order": "id desc", "context": {"active_test": False}})
+        return as_id(ids[0]) if ids else 0
+
+    def tickets_after(self, ticket_id: int, created_before: str, limit: int = 100) -> list[int]:
+        """Tickets with a higher id, created before ``created_before`` (UTC), oldest first."""
+        ids = self._rpc.execute_kw(
+            self.profile.model, "search",
+            [[("id", ">", ticket_id), ("create_date", "<=", created_before)]],
+            {"limit": limit, "order": "id asc"},
+        )
+        return [as_id(i) for i in ids]
+
+    def ticket_request(self, ticket_id: int) -> dict[str, Any] | None:
+        """What the login playbook needs of a ticket created in Odoo; None if it does not exist.
+
+        ``by_portal_customer`` says whether a portal user created it for their own partner: the
+        only case where Odoo itself has authenticated the requester. ``from_email`` says whether
+        an email is on its chatter (then the email path handles it).
+        """
+        found = self._read_by_id(self.profile.model, ticket_id, ["name", "description", "partner_id", "create_uid"])
+        if not found:
+            return None
+        ticket = found[0]
+        partner_id = ticket["partner_id"][0] if ticket.get("partner_id") else 0
+        partner = self._read_by_id("res.partner", partner_id, ["name", "email"]) if partner_id else []
+        creator_id = ticket["create_uid"][0] if ticket.get("create_uid") else 0
+        creator = self._read_by_id("res.users", creator_id, ["share", "partner_id"]) if creator_id else []
+        emails = self._rpc.execute_kw("mail.message", "search_count", [[
+            ("model", "=", self.profile.model), ("res_id", "=", ticket_id), ("message_type", "=", "email"),
+        ]])
+        creator_partner = creator[0]["partner_id"][0] if creator and creator[0].get("partner_id") else 0
+        return {
+            "subject": str(ticket.get("name") or ""),
+            "description": str(ticket.get("description") or ""),
+            "email": str(partner[0].get("email") or "") if partner else "",
+            "name": str(partner[0].get("name") or "") if partner else "",
+            "by_portal_customer": bool(creator and creator[0].get("share") and creator_partner == partner_id),
+            "from_email": bool(emails),
+        }
+
     # ----------------------------------------------------------------------- writes
 
     def create_ticket(

@@ -202,6 +202,10 @@ class AcknowledgeStage:
         if job.result("guard").get("action") != GuardAction.PROCESS.value:
             return {"skipped": job.result("guard").get("reason") or "guard"}
         login = job.result("login")
+        if "@" not in email.from_addr:
+            return {"skipped": "no address to reply to"}
+        if job.results.get("origin") == "odoo" and not login.get("login"):
+            return {"skipped": "ticket created in Odoo: Odoo acknowledges it"}
         template, values = "ack", {"lang": "en", "test_mode": False}
         if login.get("login"):
             template, values["lang"] = login["template"], login["lang"]
@@ -265,3 +269,6 @@ def ack_follow_ups(payload: dict[str, Any]) -> list[Effect]:
 STAGES: tuple[Stage, ...] = (
     GuardStage(), RouteStage(), TicketStage(), PostStage(), LoginStage(), AcknowledgeStage()
 )
+
+# A ticket created directly in Odoo is already a ticket with its text on it: only these run.
+ODOO_TICKET_STAGES: tuple[Stage, ...] = (LoginStage(), AcknowledgeStage())

@@ -35,8 +35,9 @@ from typing import Any, Callable
 
 from bridge.sandbox.httpserve import BackgroundHTTPServer
 from bridge.sandbox.odoo_domain import compile_domain
-from bridge.sandbox.odoo_models import (AccessDenied, AccessError, Database, MissingError, OperationalError,
-                                        SerializationFailure, UserError, ValidationError)
+from bridge.sandbox.odoo_models import (AccessDenied, AccessError, MissingError, OperationalError, SerializationFailure,
+                                        UserError, ValidationError)
+from bridge.sandbox.odoo_orm import Database
 
 CONTROL_PATH = "/_sandbox/control"
 RPC_PATHS = frozenset({"/jsonrpc", "/xmlrpc/2/common", "/xmlrpc/2/object", "/xmlrpc/common", "/xmlrpc/object"})

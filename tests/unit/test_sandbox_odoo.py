@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from bridge.sandbox.odoo import OdooSandbox
-from bridge.sandbox.odoo_models import Database
+from bridge.sandbox.odoo_orm import Database
 
 
 @pytest.fixture()
