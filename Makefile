@@ -24,6 +24,7 @@ demo: test-deps
 bench: test-deps
 	$(PY) bench/latency
 	$(PY) bench/throughput
+	$(PY) bench/login
 
 clean:
 	rm -rf $(VENV) build *.egg-info
