@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 
@@ -76,32 +76,3 @@ class GuardVerdict:
 
     action: GuardAction
     reason: str = ""
-
-    @property
-    def may_reply(self) -> bool:
-        return self.action is GuardAction.PROCESS
-
-
-@dataclass(frozen=True)
-class TicketRef:
-    """A ticket in Odoo as the bridge knows it."""
-
-    id: int
-    model: str
-    customer_email: str = ""
-    name: str = ""
-
-
-@dataclass
-class OutboundEffect:
-    """One durable side effect in the outbox, keyed for idempotency."""
-
-    key: str
-    kind: str
-    payload: dict
-    attempts: int = 0
-    next_at: float = 0.0
-    status: str = "pending"
-    last_error: str = ""
-    created_at: float = 0.0
-    extra: dict = field(default_factory=dict)

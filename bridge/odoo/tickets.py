@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -117,9 +118,13 @@ def _like_literal(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
 def ticket_name(subject: str) -> str:
-    """The ticket name for an email subject; create and reconciliation must agree on it."""
-    return subject.strip() or NO_SUBJECT
+    """The ticket name for an email subject, on one line and bounded; create and the crash
+    reconciliation must agree on it (XML-RPC would strip control characters anyway)."""
+    return _CONTROL.sub(" ", subject).strip()[:500] or NO_SUBJECT
 
 
 class TicketDesk:

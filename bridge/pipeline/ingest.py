@@ -9,10 +9,9 @@ that already has a result is never run again, so a restarted bridge resumes mid-
 from __future__ import annotations
 
 import logging
-from html import escape
-import re
 import time
 from datetime import datetime, timezone
+from html import escape
 from typing import Any
 
 from bridge.automation.playbook import LoginStage
@@ -20,20 +19,13 @@ from bridge.mail.guard import classify
 from bridge.mail.htmltext import text_to_html
 from bridge.mail.thread_ids import ticket_from_message_id, ticket_from_subject
 from bridge.models import GuardAction, InboundEmail
+from bridge.odoo.tickets import ticket_name
 from bridge.pipeline.context import Context
 from bridge.pipeline.job import Job
 from bridge.pipeline.outbox import Effect
 from bridge.pipeline.stage import Quarantine, Stage
 
 log = logging.getLogger("bridge.pipeline")
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-
-
-def ticket_name(email: InboundEmail) -> str:
-    """The ticket title: the subject on one line (XML-RPC strips control characters anyway)."""
-    return _CONTROL.sub(" ", email.subject).strip()[:500] or "(no subject)"
-
 
 def _odoo_time(moment: float) -> str:
     return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
@@ -128,7 +120,7 @@ class TicketStage:
             # Found by its own Message-ID after a restart: still new if this job created it.
             return {"ticket": routed, "new": "ticket_started" in job.results}
         partner = await customer_partner(ctx, email)
-        name = ticket_name(email)
+        name = ticket_name(email.subject)
         started = job.results.get("ticket_started")
         if started:
             # A previous run sent `create` and stopped before journaling its answer.
@@ -178,7 +170,7 @@ class PostStage:
             partner_id=partner,
             email_from=email.from_addr,
             message_id=email.key,
-            subject=ticket_name(email),
+            subject=ticket_name(email.subject),
             attachments=email.attachments,
         )
         ctx.store.remember_message(email.key, ticket, "in")
