@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bridge.automation.odoo_tickets import OdooTicketFeed
-from bridge.automation.playbook import Automation
+from bridge.automation.playbook import Automation, send_escalation
 from bridge.config import Config
 from bridge.errors import ConfigurationError
 from bridge.mail.compose import Composer
@@ -85,7 +85,7 @@ class App:
         self.executor = ThreadPoolExecutor(cfg.odoo.pool_size, thread_name_prefix="odoo")
         self.outbox = Outbox(
             self.store.outbox,
-            {"smtp": self._send_mail, "odoo_note": self._post_note},
+            {"smtp": self._send_mail, "odoo_note": self._post_note, "escalation": self._escalate},
             {"smtp": self.health["smtp"], "odoo_note": self.health["odoo"]},
             requeue=self.store.meta,
             max_attempts=cfg.pipeline.outbox_max_attempts,
@@ -136,6 +136,10 @@ class App:
         if attempt and await self.ctx.odoo(self.desk.has_note, payload["ticket"], payload["marker"]):
             return
         await self.ctx.odoo(self.desk.post_note, payload["ticket"], payload["body"])
+
+    async def _escalate(self, payload: dict[str, Any], attempt: int) -> None:
+        if self.ctx.automation is not None:
+            await send_escalation(self.ctx.automation, payload, attempt)
 
     async def start(self) -> None:
         self.intake.bind(asyncio.get_running_loop())

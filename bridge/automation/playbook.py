@@ -77,6 +77,11 @@ class Automation:
                    notifier or LogNotifier())
 
 
+async def send_escalation(auto: Automation, payload: dict[str, Any], attempt: int) -> None:
+    """Outbox handler of the "escalation" effect."""
+    auto.notifier.escalate(payload["ticket"], payload["reason"], payload["facts"])
+
+
 def _ms(started: float) -> int:
     return round((time.monotonic() - started) * 1000)
 
@@ -232,8 +237,9 @@ class LoginStage:
         ctx.outbox.enqueue(Effect(f"login-note:{job.key}", "odoo_note",
                                   {"ticket": ticket, "body": note_html(job.key, run, auto.cfg.dry_run),
                                    "marker": job.key, "email_key": job.key}))
-        if escalated:
-            auto.notifier.escalate(ticket, run["decision"]["reason"], run["facts"])
+        if escalated:  # through the outbox: a stage retried after an outage must not notify twice
+            ctx.outbox.enqueue(Effect(f"escalate:{job.key}", "escalation",
+                                      {"ticket": ticket, "reason": run["decision"]["reason"], "facts": run["facts"]}))
 
 
 def note_html(key: str, run: dict[str, Any], dry_run: bool) -> str:

@@ -533,3 +533,21 @@ def test_kill_between_lms_action_and_ticket_update_acts_once(mailbox, odoo, sink
     assert "auto-resolved" in tag_names(odoo, ticket)
     assert reply["X-Bridge-Template"] == "login_reactivated"
     assert len(odoo.records("helpdesk.ticket")) == 1
+
+
+def test_odoo_outage_while_recording_retries_without_doubling(bridge_factory, mailbox, odoo, sink, hr, lms, logs):
+    """The stage write fails once (Odoo busy): the job is retried, the login stage runs again from
+    its journaled decision, and the ticket still gets one note, one escalation notice, one reply."""
+    odoo.fail_next("helpdesk.ticket", "write", error="transient", count=1)
+    start_bridge(bridge_factory, hr, lms)
+    raw, mid = login_email("bob@customer.example")
+    uid = mailbox.append(raw)
+    ticket, reply, bodies = finish(mailbox, odoo, sink, uid, mid)
+
+    assert_escalated(odoo, ticket, reply, bodies, logs, r"not active in HR")
+    escalations = [r for r in logs.records if r.name == ESCALATION_LOGGER
+                   and re.search(rf"ticket {ticket['id']}\b", r.getMessage())]
+    assert len(escalations) == 1, [r.getMessage() for r in escalations]
+    assert len(replies(sink, mid)) == 1
+    assert odoo.call_count("helpdesk.ticket", "write") >= 3, "the failed stage write was not retried"
+    assert len(hr.calls) == 1, "the retry must reuse the journaled decision, not ask HR again"
