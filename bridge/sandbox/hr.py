@@ -16,7 +16,6 @@ import abc
 import argparse
 import copy
 import json
-import signal
 import sys
 import threading
 import time
@@ -28,7 +27,7 @@ from urllib.parse import unquote
 
 import yaml
 
-from bridge.sandbox.httpserve import BackgroundHTTPServer
+from bridge.sandbox.httpserve import BackgroundHTTPServer, serve_until_signalled
 
 SEED_FILE = Path(__file__).with_name("directory.yaml")
 DOWN_PAGE = (b"<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n"
@@ -200,14 +199,7 @@ def serve(kind: type[JsonStandIn], argv: list[str] | None, prog: str) -> int:
     opts = parser.parse_args(argv)
     extra = {"token": opts.token} if opts.token else {}
     stand_in = kind(load_seed(opts.seed)[kind.seed_key], latency=opts.latency, **extra)  # type: ignore[call-arg]
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    print(f"ready {stand_in.start(opts.host, opts.port)}", flush=True)
-    while not stop.wait(0.5):
-        pass
-    stand_in.stop()
-    return 0
+    return serve_until_signalled(stand_in, opts.host, opts.port)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -56,3 +57,16 @@ class BackgroundHTTPServer:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+def serve_until_signalled(server: BackgroundHTTPServer, host: str, port: int) -> int:
+    """For `python -m bridge.sandbox.X`: start, print ``ready <url>`` for the parent process,
+    serve until SIGTERM or SIGINT, stop."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"ready {server.start(host, port)}", flush=True)
+    while not stop.wait(0.5):
+        pass
+    server.stop()
+    return 0

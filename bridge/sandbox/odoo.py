@@ -20,7 +20,6 @@ import inspect
 import json
 import os
 import re
-import signal
 import sys
 import threading
 import time
@@ -33,7 +32,7 @@ from email.utils import formataddr, parseaddr
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 
-from bridge.sandbox.httpserve import BackgroundHTTPServer
+from bridge.sandbox.httpserve import BackgroundHTTPServer, serve_until_signalled
 from bridge.sandbox.odoo_domain import compile_domain
 from bridge.sandbox.odoo_models import (AccessDenied, AccessError, MissingError, OperationalError, SerializationFailure,
                                         UserError, ValidationError)
@@ -590,14 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = parser.parse_args(argv)
     sandbox = OdooSandbox(version=opts.version, db=opts.db, login=opts.login, password=opts.password,
                           latency=opts.latency, ticket_flavour=opts.flavour)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    print(f"ready {sandbox.start(opts.host, opts.port)}", flush=True)
-    while not stop.wait(0.5):
-        pass
-    sandbox.stop()
-    return 0
+    return serve_until_signalled(sandbox, opts.host, opts.port)
 
 
 if __name__ == "__main__":
