@@ -1,9 +1,11 @@
-"""Fixtures of the end-to-end tests: a fresh Odoo stand-in and state folder per test."""
+"""Fixtures of the end-to-end tests: fresh Odoo, HR and LMS stand-ins and a state folder per test."""
 
 from __future__ import annotations
 
 import pytest
 
+from bridge.sandbox.hr import HrSandbox
+from bridge.sandbox.lms import LmsSandbox
 from bridge.sandbox.odoo import OdooSandbox
 from tests.integration.harness import BridgeThread, make_config
 
@@ -11,6 +13,18 @@ from tests.integration.harness import BridgeThread, make_config
 @pytest.fixture
 def odoo():
     with OdooSandbox() as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def hr():
+    with HrSandbox() as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def lms():
+    with LmsSandbox() as sandbox:
         yield sandbox
 
 

@@ -49,18 +49,6 @@ ESCALATION_LOGGER = "bridge.escalations"
 # --------------------------------------------------------------------------- fixtures and helpers
 
 
-@pytest.fixture
-def hr():
-    with HrSandbox() as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def lms():
-    with LmsSandbox() as sandbox:
-        yield sandbox
-
-
 def auth_results(domain: str = DOMAIN, authserv: str = AUTHSERV, dmarc: str = "pass",
                  header_from: str | None = None) -> str:
     header_from = header_from or domain

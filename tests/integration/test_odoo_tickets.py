@@ -15,10 +15,8 @@ from bridge.config import OdooConfig
 from bridge.odoo.rpc import OdooRPC
 from bridge.odoo.tickets import TicketDesk
 from tests.integration.harness import wait_until
-from tests.integration.test_login import (  # noqa: F401 - fixtures
+from tests.integration.test_login import (
     automation_settings,
-    hr,
-    lms,
     lms_posts,
     login_email,
     login_notes,
