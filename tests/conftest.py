@@ -50,8 +50,10 @@ class Mailbox:
             return {flag.decode() for flag in imap.get_flags([uid]).get(uid, ())}
 
     def uids(self, folder: str | None = None) -> list[int]:
-        """UIDs present in the test's folder (or `folder`), ascending."""
+        """UIDs present in the test's folder (or `folder`), ascending; none while the folder does not exist yet."""
         with self.client() as imap:
+            if not imap.folder_exists(folder or self.folder):
+                return []
             imap.select_folder(folder or self.folder, readonly=True)
             return sorted(imap.search("ALL"))
 
