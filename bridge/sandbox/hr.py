@@ -27,7 +27,7 @@ from urllib.parse import unquote
 
 import yaml
 
-from bridge.sandbox.httpserve import BackgroundHTTPServer, serve_until_signalled
+from bridge.sandbox.httpserve import BackgroundHTTPServer, KeepAliveHandler, serve_until_signalled
 
 SEED_FILE = Path(__file__).with_name("directory.yaml")
 DOWN_PAGE = (b"<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n"
@@ -151,11 +151,8 @@ class JsonStandIn(BackgroundHTTPServer, abc.ABC):
         handler.wfile.write(payload)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """Hands every request to the stand-in; HTTP/1.0, so a stopped stand-in leaves no live connection."""
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        """Quiet: tests and the demo have their own logs."""
+class _Handler(KeepAliveHandler):
+    """Hands every request to the stand-in."""
 
     def _serve(self) -> None:
         self.server.stand_in._serve(self)  # type: ignore[attr-defined]

@@ -29,10 +29,9 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
 from email.utils import formataddr, parseaddr
-from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 
-from bridge.sandbox.httpserve import BackgroundHTTPServer, serve_until_signalled
+from bridge.sandbox.httpserve import BackgroundHTTPServer, KeepAliveHandler, serve_until_signalled
 from bridge.sandbox.odoo_domain import compile_domain
 from bridge.sandbox.odoo_models import (AccessDenied, AccessError, MissingError, OperationalError, SerializationFailure,
                                         UserError, ValidationError)
@@ -522,14 +521,11 @@ def _json_error(exc: Exception) -> dict[str, Any]:
                      "context": {}, "debug": _traceback(exc)}}
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(KeepAliveHandler):
     """Routes HTTP requests to the sandbox; latency is slept here so concurrent requests overlap."""
 
     server_version = "Werkzeug/3.0.1"
     sys_version = "Python/3.11"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        """Quiet: tests and the demo have their own logs."""
 
     def _reply(self, status: int, content_type: str, payload: bytes) -> None:
         self.send_response(status)
