@@ -11,7 +11,6 @@ from urllib.parse import quote, urlsplit
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-from requests.adapters import HTTPAdapter
 
 from bridge.errors import (
     AccessDenied,
@@ -21,6 +20,7 @@ from bridge.errors import (
     ServiceDown,
     TransientError,
 )
+from bridge.http_session import pooled_session
 
 log = logging.getLogger(__name__)
 
@@ -163,10 +163,7 @@ class _JsonHttp:
         self.service = service
         self._url = url.rstrip("/")
         self._timeout = timeout
-        self._session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        self._session = pooled_session(self._url, pool_size)
         self._session.headers["Accept"] = "application/json"
         if auth_value.get_secret_value():
             self._session.headers[auth_header] = auth_value.get_secret_value()
