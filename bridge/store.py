@@ -5,9 +5,16 @@ Tables:
   messages    Message-ID → {"ticket", "dir": "in"|"out", "at"}              threading and loops
   outbox      effect key → outbox effect                                     bridge.pipeline.outbox
   quarantine  email key → {"reason", "at", "subject", "from", "folder"}     `bridge quarantine`
-  meta        small singletons: IMAP checkpoint, per-recipient reply windows
+  limits      sliding windows: automatic replies per recipient, LMS actions per account
+  meta        small singletons: IMAP checkpoint, the signing secret, outbox requeue requests
 
 Each table lives in its own file so their writer threads never contend for one SQLite lock.
+Tables only the running bridge writes (jobs, messages, limits) keep their key set in memory:
+most lookups on the hot path are for keys that do not exist yet (a new email's job, a first
+reply to an address), and answering those without a round trip to sqlitedict's writer thread
+is a large share of the per-email cost. ``bridge outbox retry`` and ``bridge quarantine retry``
+write outbox, meta and existing job keys from another process, so those stay unindexed or
+are only ever read by key the bridge already knows.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ from sqlitedict import SqliteDict
 
 log = logging.getLogger(__name__)
 
-TABLES = ("jobs", "messages", "outbox", "quarantine", "meta")
+TABLES = ("jobs", "messages", "outbox", "quarantine", "limits", "meta")
+SOLE_WRITER_TABLES = frozenset({"jobs", "messages", "limits"})
 
 
 def _encode(value: Any) -> str:
@@ -30,9 +38,13 @@ def _encode(value: Any) -> str:
 
 
 class Table:
-    """A JSON-encoded key/value table; writes are committed by the caller's ``commit()``."""
+    """A JSON-encoded key/value table; writes are committed by the caller's ``commit()``.
 
-    def __init__(self, path: Path, name: str) -> None:
+    ``indexed``: the key set is held in memory so a missing key is answered at once; only
+    sound when no other process adds keys while this one runs.
+    """
+
+    def __init__(self, path: Path, name: str, *, indexed: bool = False) -> None:
         self.name = name
         self._db = SqliteDict(
             str(path),
@@ -43,23 +55,36 @@ class Table:
             decode=json.loads,
             outer_stack=False,
         )
+        self._keys: set[str] | None = set(self._db.keys()) if indexed else None
 
     def get(self, key: str, default: Any = None) -> Any:
+        if self._keys is not None and key not in self._keys:
+            return default
         return self._db.get(key, default)
 
     def __getitem__(self, key: str) -> Any:
+        if self._keys is not None and key not in self._keys:
+            raise KeyError(key)
         return self._db[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._db[key] = value
+        if self._keys is not None:
+            self._keys.add(key)
 
     def __delitem__(self, key: str) -> None:
         del self._db[key]
+        if self._keys is not None:
+            self._keys.discard(key)
 
     def __contains__(self, key: str) -> bool:
+        if self._keys is not None:
+            return key in self._keys
         return key in self._db
 
     def __len__(self) -> int:
+        if self._keys is not None:
+            return len(self._keys)
         return len(self._db)
 
     def items(self) -> Iterator[tuple[str, Any]]:
@@ -72,7 +97,7 @@ class Table:
         """Write and commit. ``durable`` waits until it is on disk: for records that must
         survive a crash right after (before an outside effect); otherwise the commit is queued
         and the caller goes on (the writer thread keeps the order of every write)."""
-        self._db[key] = value
+        self[key] = value
         self._db.commit(blocking=durable)
 
     def commit(self, *, durable: bool = True) -> None:
@@ -88,14 +113,18 @@ class Store:
     def __init__(self, directory: str | Path) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.jobs = Table(self.dir / "jobs.sqlite", "jobs")
-        self.messages = Table(self.dir / "messages.sqlite", "messages")
-        self.outbox = Table(self.dir / "outbox.sqlite", "outbox")
-        self.quarantine = Table(self.dir / "quarantine.sqlite", "quarantine")
-        self.meta = Table(self.dir / "meta.sqlite", "meta")
+        self.jobs = self._open("jobs")
+        self.messages = self._open("messages")
+        self.outbox = self._open("outbox")
+        self.quarantine = self._open("quarantine")
+        self.limits = self._open("limits")
+        self.meta = self._open("meta")
+
+    def _open(self, name: str) -> Table:
+        return Table(self.dir / f"{name}.sqlite", name, indexed=name in SOLE_WRITER_TABLES)
 
     def tables(self) -> tuple[Table, ...]:
-        return (self.jobs, self.messages, self.outbox, self.quarantine, self.meta)
+        return (self.jobs, self.messages, self.outbox, self.quarantine, self.limits, self.meta)
 
     def remember_message(self, message_id: str, ticket_id: int, direction: str) -> None:
         """Record that a Message-ID belongs to a ticket (inbound or sent by us).
@@ -106,13 +135,13 @@ class Store:
         self.messages.put(message_id, {"ticket": ticket_id, "dir": direction, "at": time.time()}, durable=False)
 
     def prune(self, retention_seconds: float, now: float | None = None) -> dict[str, int]:
-        """Drop finished jobs, sent effects and old Message-IDs older than the retention.
+        """Drop finished jobs, sent effects, old Message-IDs and stale limit windows older than the retention.
 
         Message-IDs are kept for the same time so a reply to an old acknowledgement still
         threads locally; after that, threading falls back to Odoo's own mail.message lookup.
         """
         cutoff = (now or time.time()) - retention_seconds
-        removed = {"jobs": 0, "outbox": 0, "messages": 0}
+        removed = {"jobs": 0, "outbox": 0, "messages": 0, "limits": 0}
         for key, job in list(self.jobs.items()):
             if job.get("status") in ("done", "quarantined") and job.get("updated_at", 0) < cutoff:
                 del self.jobs[key]
@@ -125,7 +154,11 @@ class Store:
             if record.get("at", 0) < cutoff:
                 del self.messages[key]
                 removed["messages"] += 1
-        for table in (self.jobs, self.outbox, self.messages):
+        for key, window in list(self.limits.items()):
+            if max(window, default=0) < cutoff:
+                del self.limits[key]
+                removed["limits"] += 1
+        for table in (self.jobs, self.outbox, self.messages, self.limits):
             table.commit()
         return removed
 

@@ -194,7 +194,7 @@ class LoginStage:
         decision = decide(auto.cfg.decision, employment, facts["lms"]["status"])
         run["decision"] = {"action": decision.action, "reason": decision.reason, "rule": decision.rule_index}
         if decision.action != "escalate":
-            history = ctx.store.meta.get(f"lms-actions:{facts['account'].lower()}", [])
+            history = ctx.store.limits.get(f"lms-actions:{facts['account'].lower()}", [])
             limit = auto.cfg.action_limit
             if not allows(history, time.time(), limit):
                 return escalate(f"automation limit reached: {limit.count} automated actions in "
@@ -208,7 +208,7 @@ class LoginStage:
             return {"dry_run": True}
         key = f"{job.key}:{action}"
         history_key = f"lms-actions:{account.lower()}"
-        ctx.store.meta.put(history_key, record(ctx.store.meta.get(history_key, []), time.time(),
+        ctx.store.limits.put(history_key, record(ctx.store.limits.get(history_key, []), time.time(),
                                                auto.cfg.action_limit))
         call = auto.lms.reactivate if action == "reactivate" else auto.lms.send_reset
         started = time.monotonic()

@@ -234,10 +234,10 @@ def reply_cap_allows(ctx: Context, address: str) -> bool:
     cap = ctx.cfg.guard.reply_cap
     now = time.time()
     key = f"cap:{address.lower()}"
-    recent = [t for t in ctx.store.meta.get(key, []) if t > now - cap.per_seconds]
+    recent = [t for t in ctx.store.limits.get(key, []) if t > now - cap.per_seconds]
     if len(recent) >= cap.count:
         return False
-    ctx.store.meta.put(key, [*recent, now], durable=False)
+    ctx.store.limits.put(key, [*recent, now], durable=False)
     return True
 
 

@@ -26,8 +26,38 @@ def test_prune_drops_only_old_finished_records(tmp_path):
     store.outbox.put("old-sent", {"status": "sent", "updated_at": old})
     store.outbox.put("old-pending", {"status": "pending", "updated_at": old})
     store.messages.put("<old@x>", {"ticket": 1, "dir": "out", "at": old})
+    store.limits.put("cap:stale@x", [old - 60, old])
+    store.limits.put("cap:recent@x", [old, time.time()])
     removed = store.prune(86400)
-    assert removed == {"jobs": 1, "outbox": 1, "messages": 1}
+    assert removed == {"jobs": 1, "outbox": 1, "messages": 1, "limits": 1}
     assert sorted(store.jobs.keys()) == ["new-done", "old-active"]
     assert list(store.outbox.keys()) == ["old-pending"]
+    assert list(store.limits.keys()) == ["cap:recent@x"]
+    assert "cap:stale@x" not in store.limits and store.limits.get("cap:stale@x") is None
     store.close()
+
+
+def test_indexed_tables_answer_from_their_key_set_and_stay_consistent(tmp_path):
+    store = Store(tmp_path)
+    store.jobs.put("a", {"n": 1})
+    store.jobs.put("b", {"n": 2}, durable=False)
+    del store.jobs["a"]
+    store.jobs.commit()
+    assert "a" not in store.jobs and store.jobs.get("a", "none") == "none" and len(store.jobs) == 1
+    assert store.jobs["b"] == {"n": 2}
+    store.close()
+    again = Store(tmp_path)  # the index is rebuilt from disk
+    assert list(again.jobs.keys()) == ["b"] and "b" in again.jobs and again.jobs.get("b") == {"n": 2}
+    again.close()
+
+
+def test_unindexed_tables_see_keys_written_by_another_process(tmp_path):
+    """`bridge outbox retry` writes meta and outbox while the bridge runs: those must not be cached."""
+    running = Store(tmp_path)
+    cli = Store(tmp_path)
+    cli.meta.put("outbox_requeue", ["k"])
+    cli.outbox.put("k", {"status": "pending"})
+    assert running.meta.get("outbox_requeue") == ["k"]
+    assert running.outbox.get("k") == {"status": "pending"}
+    cli.close()
+    running.close()
