@@ -31,6 +31,9 @@ log = logging.getLogger("bridge.intake")
 # Raw bytes held by running jobs at most (one larger email may always run alone): memory stays
 # bounded however many large emails wait.
 INFLIGHT_BYTES = 64 * 1024 * 1024
+# Finished jobs wake the intake (to mark them, and to start more) at most this often: one STORE
+# and one admission round for many jobs, instead of one each.
+FINISHED_BATCH_SECONDS = 0.05
 
 
 class Intake:
@@ -48,6 +51,10 @@ class Intake:
         self.inflight: dict[int, asyncio.Task] = {}
         self._inflight_bytes: dict[int, int] = {}
         self.deferred: dict[int, float] = {}
+        self.backlog: list[int] = []  # unprocessed UIDs found by a search and not started yet, ascending
+        self.seen_uid = 0  # highest UID a search returned: where the search for new arrivals starts
+        self._arrived = True  # IDLE (or the poll timer) said the folder may hold something new
+        self._wake_pending = False
         self._to_mark: list[tuple[int, int]] = []
         self._to_quarantine: list[tuple[int, int]] = []
         self._locks: dict[str, asyncio.Lock] = {}
@@ -63,7 +70,23 @@ class Intake:
     def notify_threadsafe(self) -> None:
         """Called from the IDLE thread: something may have arrived."""
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self.wake.set)
+            self._loop.call_soon_threadsafe(self._notify_arrival)
+
+    def _notify_arrival(self) -> None:
+        self._arrived = True
+        self.wake.set()
+
+    def _wake_soon(self) -> None:
+        """Wake the intake shortly: finished jobs are marked and replaced in batches."""
+        if self._wake_pending or self._loop is None:
+            return
+        self._wake_pending = True
+
+        def wake() -> None:
+            self._wake_pending = False
+            self.wake.set()
+
+        self._loop.call_later(FINISHED_BATCH_SECONDS, wake)
 
     async def _imap(self, fn: Callable[..., Any], *args: Any) -> Any:
         assert self._loop is not None
@@ -110,41 +133,51 @@ class Intake:
         )
 
     async def _serve(self) -> None:
+        """Find work and start it. A full search (at start, every rescan interval, when a retry is
+        due) is the truth; in between only UIDs above the highest seen are searched, and only after
+        IDLE said something arrived, so a large backlog is listed once, not on every wake-up."""
         next_full_scan = 0.0
+        self._arrived = True
         while True:
             self.wake.clear()
             await self._flush()
             now = time.monotonic()
-            deferred_due = any(due <= now for due in self.deferred.values())
-            if len(self.inflight) < self.max_inflight:
-                if now >= next_full_scan or deferred_due:
-                    uids = await self._imap(self.session.search_unprocessed, 0)
-                    next_full_scan = now + self.cfg.imap.rescan_interval_seconds
-                else:
-                    uids = await self._imap(self.session.search_unprocessed, self.last_uid)
-                if await self._admit(uids):
-                    next_full_scan = now  # more is waiting than we could take: look again soon
+            if now >= next_full_scan or any(due <= now for due in self.deferred.values()):
+                self._arrived = False
+                uids = await self._imap(self.session.search_unprocessed, 0)
+                self.backlog = [u for u in uids if u not in self.inflight]
+                self.seen_uid = max(uids[-1] if uids else 0, self.last_uid)
+                next_full_scan = now + self.cfg.imap.rescan_interval_seconds
+            elif self._arrived:
+                self._arrived = False
+                uids = await self._imap(self.session.search_unprocessed, self.seen_uid)
+                self.backlog += [u for u in uids if u not in self.inflight]
+                self.seen_uid = max([self.seen_uid, *uids])
+            if self.backlog and len(self.inflight) < self.max_inflight:
+                await self._admit()
             upcoming = [next_full_scan, *self.deferred.values()]
             timeout = max(0.01, min(upcoming) - time.monotonic())
             await wait_event(self.wake, timeout)
 
-    async def _admit(self, uids: list[int]) -> bool:
-        """Start jobs for the UIDs not already running or waiting; True when some had to wait."""
+    async def _admit(self) -> None:
+        """Start jobs from the backlog, oldest first, as far as the in-flight limits allow."""
         now = time.monotonic()
-        waiting = [u for u in uids if u not in self.inflight and self.deferred.get(u, 0) <= now]
-        fresh = waiting[: self.max_inflight - len(self.inflight)]
-        if not fresh:
-            return bool(waiting)
-        taken: list[int] = []
-        for start in range(0, len(fresh), self.cfg.imap.batch_size):
-            envelopes = await self._imap(self.session.envelopes, fresh[start : start + self.cfg.imap.batch_size])
-            taken += await self._take(envelopes)
-            if len(taken) < start + len(envelopes):
+        self.backlog = [u for u in self.backlog if u not in self.inflight and self.deferred.get(u, 0) <= now]
+        fresh = self.backlog[: self.max_inflight - len(self.inflight)]
+        handled: set[int] = set()
+        batch = self.cfg.imap.batch_size
+        for start in range(0, len(fresh), batch):
+            chunk = fresh[start : start + batch]
+            envelopes = await self._imap(self.session.envelopes, chunk)
+            handled.update(set(chunk) - {env.uid for env in envelopes})  # expunged by someone else
+            taken = await self._take(envelopes)
+            handled.update(taken)
+            if len(taken) < len(envelopes):
                 break  # memory budget reached
-        if taken and max(taken) > self.last_uid:
-            self.last_uid = max(taken)
+        self.backlog = [u for u in self.backlog if u not in handled]
+        if handled and max(handled) > self.last_uid:
+            self.last_uid = max(handled)
             self._save_checkpoint()
-        return len(waiting) > len(taken)
 
     async def _take(self, envelopes: list[Envelope]) -> list[int]:
         """Fetch and start what fits the memory budget, in UID order; returns the UIDs handled."""
@@ -215,7 +248,7 @@ class Intake:
             self.deferred[uid] = time.monotonic() + outcome.delay
         for observer in self.outcomes:
             observer(uid, outcome)
-        self.wake.set()
+        self._wake_soon()
 
     async def _flush(self) -> None:
         """Mark finished mail and move quarantined mail, in one IMAP command each."""
