@@ -50,7 +50,12 @@ def backoff(attempt: int, base: float, cap: float) -> float:
 
 
 class Outbox:
-    """Runs due effects, at most ``concurrency`` at once; wakes at once when one is enqueued."""
+    """Runs due effects, oldest first, at most ``concurrency`` at once per kind; wakes at once when
+    one is enqueued.
+
+    Each kind (``smtp``, ``odoo_note``, ``escalation``) has its own lane: replies to customers
+    must not wait behind notes queued for a busy or failing Odoo, nor the other way round.
+    """
 
     def __init__(
         self,
@@ -74,12 +79,13 @@ class Outbox:
         self.concurrency = concurrency
         self._wake = asyncio.Event()
         self._running: set[str] = set()
+        self._running_by_kind: dict[str, int] = {}
         self._tasks: set[asyncio.Task] = set()
         # Pending effects live in memory (read once at start) with a heap of due times: the
         # table also holds every sent effect until pruning, and scanning it, or even every
         # pending effect, on each wake-up made the outbox quadratic under a backlog.
         self._pending: dict[str, dict[str, Any]] = {}
-        self._heap: list[tuple[float, str]] = []
+        self._heaps: dict[str, list[tuple[float, float, str]]] = {}  # per kind: (next_at, created_at, key)
         for key, record in table.items():
             if record.get("status") == "pending":
                 self._schedule(key, record)
@@ -90,7 +96,8 @@ class Outbox:
 
     def _schedule(self, key: str, record: dict[str, Any]) -> None:
         self._pending[key] = record
-        heapq.heappush(self._heap, (record["next_at"], key))
+        heap = self._heaps.setdefault(record["kind"], [])
+        heapq.heappush(heap, (record["next_at"], record.get("created_at", 0.0), key))
 
     def enqueue(self, effect: Effect, *, commit: bool = True, known_new: bool = False) -> bool:
         """Record an effect; False when one with the same key already exists (idempotency).
@@ -148,19 +155,25 @@ class Outbox:
                 self._take_requeued()
                 requeue_at = time.monotonic() + REQUEUE_POLL_SECONDS
             now = time.time()
-            while self._heap and self._heap[0][0] <= now and len(self._running) < self.concurrency:
-                due, key = heapq.heappop(self._heap)
-                record = self._pending.get(key)
-                if record is None or key in self._running or record["next_at"] != due:
-                    continue  # done meanwhile, or superseded by a newer schedule
-                self._running.add(key)
-                task = asyncio.create_task(self._attempt(key, record))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
             timeout = REQUEUE_POLL_SECONDS
-            if self._heap and len(self._running) < self.concurrency:
-                timeout = min(timeout, self._heap[0][0] - now)
+            for kind, heap in self._heaps.items():
+                while heap and heap[0][0] <= now and self._running_by_kind.get(kind, 0) < self.concurrency:
+                    due, _, key = heapq.heappop(heap)
+                    record = self._pending.get(key)
+                    if record is None or key in self._running or record["next_at"] != due:
+                        continue  # done meanwhile, or superseded by a newer schedule
+                    self._start(key, record)
+                if heap and self._running_by_kind.get(kind, 0) < self.concurrency:
+                    timeout = min(timeout, heap[0][0] - now)
             await wait_event(self._wake, max(0.01, timeout))
+
+    def _start(self, key: str, record: dict[str, Any]) -> None:
+        kind = record["kind"]
+        self._running.add(key)
+        self._running_by_kind[kind] = self._running_by_kind.get(kind, 0) + 1
+        task = asyncio.create_task(self._attempt(key, record))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def drain(self, timeout: float) -> None:
         """Wait (bounded) for effects already running; used at shutdown."""
@@ -206,6 +219,7 @@ class Outbox:
             self._emit("sent", key, record)
         finally:
             self._running.discard(key)
+            self._running_by_kind[kind] -= 1
             self._wake.set()
 
     def _failed(self, key: str, record: dict[str, Any], exc: Exception, *, final: bool) -> None:
@@ -226,7 +240,7 @@ class Outbox:
         else:
             delay = backoff(record["attempts"], self.retry_base, self.retry_max)
             record["next_at"] = time.time() + delay
-            heapq.heappush(self._heap, (record["next_at"], key))
+            heapq.heappush(self._heaps[record["kind"]], (record["next_at"], record.get("created_at", 0.0), key))
             log.debug("%s: %s effect retry in %.1fs: %s", key, record["kind"], delay, exc)
         self.table[key] = record
         self.table.commit()

@@ -117,3 +117,28 @@ def test_effects_pending_at_start_are_flagged_as_possibly_done(tmp_path):
     asyncio.run(_run_until(outbox, lambda: len(attempts) == 2))
     assert sorted(attempts) == [0, 1], "the recovered effect may have been performed before the crash"
     second.close()
+
+
+def test_each_kind_has_its_own_lane_and_runs_oldest_first(store):
+    """Notes stuck on a slow Odoo fill their lane; replies still go out, in the order queued."""
+    release = asyncio.Event()
+    sent: list[str] = []
+
+    async def slow_note(payload, attempt):
+        await release.wait()
+
+    async def smtp(payload, attempt):
+        sent.append(payload["n"])
+
+    async def scenario():
+        outbox = Outbox(store.outbox, {"odoo_note": slow_note, "smtp": smtp}, {}, concurrency=2)
+        for n in range(4):
+            outbox.enqueue(Effect(f"note:{n}", "odoo_note", {}))
+        for n in ("z", "a", "m"):  # keys deliberately not in queue order
+            outbox.enqueue(Effect(f"ack:{n}", "smtp", {"n": n}))
+        await _run_until(outbox, lambda: len(sent) == 3)
+        assert sent == ["z", "a", "m"]
+        assert sum(1 for key in outbox.pending() if key.startswith("note:")) == 4
+        release.set()
+
+    asyncio.run(scenario())
