@@ -181,6 +181,7 @@ class App:
         for task in self._tasks[1:]:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.smtp.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.store.close()
         self._lock.close()

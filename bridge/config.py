@@ -64,6 +64,9 @@ class SmtpConfig(_Section):
     from_address: str
     from_name: str = "Support"
     timeout_seconds: float = Field(default=30.0, gt=0)
+    max_connections: int = Field(default=4, ge=1)  # open at once; connections are reused
+    idle_seconds: float = Field(default=30.0, gt=0)  # an unused connection is closed after this
+    max_messages_per_connection: int = Field(default=100, ge=1)  # then QUIT and reconnect
 
 
 class OdooConfig(_Section):

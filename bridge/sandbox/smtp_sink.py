@@ -1,8 +1,9 @@
-"""An SMTP server on loopback that records what it receives and can fail, go down or kill on demand."""
+"""An SMTP server on loopback that records messages and sessions and can fail, hang up, go down or kill."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import email
 import email.policy
@@ -21,6 +22,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 _REPLIES = {451: "451 4.3.0 try later", 550: "550 5.1.1 no such user"}
+_DROP = 0  # a scripted DATA "reply" that hangs up instead of answering
 
 
 @dataclass
@@ -34,13 +36,44 @@ class ReceivedMail:
     received_at: float
 
 
+class _Protocol(SMTP):
+    """aiosmtpd's per-connection server, reporting when its session opens and closes to the sink."""
+
+    def __init__(self, sink: SmtpSink, controller: _Controller, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sink = sink
+        self._controller = controller
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        new = self._original_transport is None  # STARTTLS calls this again for the same session
+        super().connection_made(transport)
+        if new and not self._controller.probing:
+            self._sink._session_opened(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        super().connection_lost(error)
+        self._sink._session_closed(self)
+
+
 class _Controller(Controller):
-    """aiosmtpd's Controller, taught to learn the real port when asked to bind port 0."""
+    """aiosmtpd's Controller, taught to learn the real port when asked to bind port 0.
+
+    `probing` is true while start() makes aiosmtpd's own test connection, which the sink does not count.
+    """
+
+    def __init__(self, sink: SmtpSink, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sink = sink
+        self.probing = True
+
+    def factory(self) -> SMTP:
+        return _Protocol(self._sink, self, self.handler, **self.SMTP_kwargs)
 
     def _trigger_server(self) -> None:
         assert self.server is not None
         self.port = self.server.sockets[0].getsockname()[1]
         super()._trigger_server()
+        self.probing = False
 
 
 class _Handler:
@@ -55,17 +88,31 @@ class _Handler:
         # Enforced here rather than with aiosmtpd's auth_required, which warns on every plain-text session.
         if self._sink.auth is not None and not session.authenticated:
             return "530 5.7.0 Authentication required"
+        code = self._sink._next_mail_failure()
+        if code == 421:  # the server is closing the session (RFC 5321 4.2.2): hang up once the reply is out
+            server.loop.call_soon(server.transport.close)
+        if code is not None:
+            return f"{code} {str(code)[0]}.0.0 refused by the sandbox"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str | None:
         raw = envelope.original_content or b""
-        return self._sink._deliver(str(envelope.mail_from), list(envelope.rcpt_tos), raw)
+        reply = self._sink._deliver(str(envelope.mail_from), list(envelope.rcpt_tos), raw)
+        if reply is None:  # hang up unanswered: connection_lost cancels this wait, so nothing is ever replied
+            server.transport.close()
+            await asyncio.Event().wait()
+        return reply
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self._sink._session_quit()
+        return "221 Bye"
 
 
 class SmtpSink:
-    """Records every accepted message; tests script failures with fail_next, set_down and kill_after_data."""
+    """Records every accepted message and counts sessions (connections); tests script failures with
+    fail_next, fail_next_mail, drop_after_data, drop_sessions, set_down and kill_after_data."""
 
     def __init__(
         self,
@@ -82,13 +129,19 @@ class SmtpSink:
         self._cond = threading.Condition()
         self._messages: list[ReceivedMail] = []
         self._failures: deque[int] = deque()
+        self._mail_failures: deque[int] = deque()
         self._kills: deque[tuple[int, int]] = deque()
         self._controller: _Controller | None = None
+        self._open: set[_Protocol] = set()
+        self._sessions = 0
+        self._peak = 0
+        self._quits = 0
 
     def start(self) -> SmtpSink:
         """Listen on host:port (port 0 picks a free one, kept for later set_down(False))."""
         if self._controller is None:
             controller = _Controller(
+                self,
                 _Handler(self),
                 hostname=self.host,
                 port=self.port,
@@ -118,13 +171,40 @@ class SmtpSink:
         with self._cond:
             self._messages.clear()
 
+    @property
+    def sessions(self) -> int:
+        """SMTP sessions (client connections) accepted since the last reset."""
+        with self._cond:
+            return self._sessions
+
+    @property
+    def open_sessions(self) -> int:
+        """Sessions open right now."""
+        with self._cond:
+            return len(self._open)
+
+    @property
+    def peak_sessions(self) -> int:
+        """The most sessions open at once since the last reset."""
+        with self._cond:
+            return self._peak
+
+    @property
+    def quits(self) -> int:
+        """Sessions the client ended with QUIT since the last reset."""
+        with self._cond:
+            return self._quits
+
     def reset(self) -> None:
-        """Back to a clean, listening sink: no messages, no scripted failures or kills."""
+        """Back to a clean, listening sink: no messages, open sessions, scripted failures or kills; counters at 0."""
+        self.set_down(False)
+        self.drop_sessions()
         with self._cond:
             self._messages.clear()
             self._failures.clear()
+            self._mail_failures.clear()
             self._kills.clear()
-        self.set_down(False)
+            self._sessions = self._peak = self._quits = 0
 
     def wait_for(
         self, count: int = 1, timeout: float = 10.0, predicate: Callable[[ReceivedMail], bool] | None = None
@@ -148,6 +228,30 @@ class SmtpSink:
         """Answer the next `count` DATA commands with `code` (451 try later, 550 no such user, or any other)."""
         with self._cond:
             self._failures.extend([code] * count)
+
+    def fail_next_mail(self, code: int = 421, count: int = 1) -> None:
+        """Answer the next `count` MAIL FROM commands with `code`; after 421 the sink also hangs up."""
+        with self._cond:
+            self._mail_failures.extend([code] * count)
+
+    def drop_after_data(self, count: int = 1) -> None:
+        """For the next `count` messages: store it, then hang up without answering DATA (a lost reply)."""
+        with self._cond:
+            self._failures.extend([_DROP] * count)
+
+    def drop_sessions(self, timeout: float = 5.0) -> None:
+        """Close every open session from the server side, as a server does with idle clients."""
+        controller = self._controller
+        if controller is None:
+            return
+        with self._cond:
+            sessions = list(self._open)
+        for session in sessions:
+            if session.transport is not None:
+                controller.loop.call_soon_threadsafe(session.transport.close)
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._open.isdisjoint(sessions), timeout):
+                raise TimeoutError(f"sessions still open after {timeout}s")
 
     def set_down(self, down: bool) -> None:
         """Down: nothing listens (connection refused). Up again: same port, so clients can reconnect."""
@@ -180,11 +284,31 @@ class SmtpSink:
         )
         return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd sends the 235/535 reply
 
-    def _deliver(self, mail_from: str, rcpt_tos: list[str], raw: bytes) -> str:
-        """Store (or refuse) one message and return the SMTP reply to DATA."""
+    def _session_opened(self, session: _Protocol) -> None:
+        with self._cond:
+            self._open.add(session)
+            self._sessions += 1
+            self._peak = max(self._peak, len(self._open))
+            self._cond.notify_all()
+
+    def _session_closed(self, session: _Protocol) -> None:
+        with self._cond:
+            self._open.discard(session)
+            self._cond.notify_all()
+
+    def _session_quit(self) -> None:
+        with self._cond:
+            self._quits += 1
+
+    def _next_mail_failure(self) -> int | None:
+        with self._cond:
+            return self._mail_failures.popleft() if self._mail_failures else None
+
+    def _deliver(self, mail_from: str, rcpt_tos: list[str], raw: bytes) -> str | None:
+        """Store (or refuse) one message and return the SMTP reply to DATA; None: hang up instead."""
         with self._cond:
             code = self._failures.popleft() if self._failures else None
-        if code is not None:
+        if code is not None and code != _DROP:
             return _REPLIES.get(code, f"{code} {str(code)[0]}.0.0 refused by the sandbox")
         message = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
@@ -198,7 +322,7 @@ class SmtpSink:
         if kill is not None:
             with contextlib.suppress(ProcessLookupError):  # already gone is what the test wanted anyway
                 os.kill(*kill)
-        return "250 OK"
+        return None if code == _DROP else "250 OK"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -227,6 +227,50 @@ def test_set_down_refuses_connections_until_up_again(sink: SmtpSink) -> None:
     assert len(sink.wait_for(1)) == 1
 
 
+def test_sink_counts_sessions_and_quits(sink: SmtpSink) -> None:
+    hung_up = smtplib.SMTP(sink.host, sink.port, timeout=5)
+    hung_up.ehlo()
+    with smtplib.SMTP(sink.host, sink.port, timeout=5) as polite:  # leaving the block sends QUIT
+        polite.noop()
+        assert sink.open_sessions == 2
+    hung_up.close()
+    deadline = time.monotonic() + 5
+    while sink.open_sessions and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (sink.sessions, sink.open_sessions, sink.peak_sessions, sink.quits) == (2, 0, 2, 1)
+
+
+def test_drop_sessions_hangs_up_on_clients(sink: SmtpSink) -> None:
+    with smtplib.SMTP(sink.host, sink.port, timeout=5) as smtp:
+        smtp.ehlo()
+        sink.drop_sessions()
+        assert sink.open_sessions == 0
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            smtp.noop()
+
+
+def test_fail_next_mail_421_refuses_and_hangs_up(sink: SmtpSink) -> None:
+    sink.fail_next_mail(421)
+    with smtplib.SMTP(sink.host, sink.port, timeout=5) as smtp:
+        with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            smtp.send_message(reply())
+        assert refused.value.smtp_code == 421
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            smtp.noop()
+    with smtplib.SMTP(sink.host, sink.port, timeout=5) as smtp:
+        smtp.send_message(reply())
+    assert len(sink.wait_for(1)) == 1
+
+
+def test_drop_after_data_stores_the_mail_and_never_answers(sink: SmtpSink) -> None:
+    sink.drop_after_data()
+    smtp = smtplib.SMTP(sink.host, sink.port, timeout=5)
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        smtp.send_message(reply())
+    smtp.close()
+    assert len(sink.messages) == 1
+
+
 def test_kill_after_data_kills_before_answering(sink: SmtpSink) -> None:
     victim = subprocess.Popen(["sleep", "30"])
     try:

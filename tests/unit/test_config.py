@@ -53,6 +53,15 @@ def test_missing_section_is_named():
         parse_config(data, {"IMAP_PASSWORD": "pw"})
 
 
+def test_smtp_pool_settings_have_defaults_and_are_bounded():
+    cfg = parse_config(MINIMAL, {"IMAP_PASSWORD": "pw"})
+    assert (cfg.smtp.max_connections, cfg.smtp.idle_seconds, cfg.smtp.max_messages_per_connection) == (4, 30, 100)
+    for key, value in [("max_connections", 0), ("idle_seconds", 0), ("max_messages_per_connection", 0)]:
+        data = {**MINIMAL, "smtp": {**MINIMAL["smtp"], key: value}}
+        with pytest.raises(ConfigurationError, match=rf"smtp\.{key}"):
+            parse_config(data, {"IMAP_PASSWORD": "pw"})
+
+
 def test_secrets_do_not_show_in_repr():
     cfg = parse_config(MINIMAL, {"IMAP_PASSWORD": "hunter22"})
     assert "hunter22" not in repr(cfg)
