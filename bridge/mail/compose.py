@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from email.policy import Compat32
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -15,6 +16,27 @@ import jinja2
 from bridge.errors import ConfigurationError, RejectedByService
 from bridge.mail.thread_ids import make_message_id, strip_reply_prefixes, subject_tag
 from bridge.models import InboundEmail
+
+
+class _PlainShortLines(Compat32):
+    """compat32 folding at 78 columns, except that a header line that is already short plain
+    ASCII is written as it is, which is what Header.encode returns for it after splitting and
+    re-joining it word by word: that was 40% of the CPU of composing a reply."""
+
+    def _fold(self, name: str, value: object, sanitize: bool) -> str:
+        if (
+            isinstance(value, str)
+            and value.isascii()
+            and len(name) + 2 + len(value) <= (self.max_line_length or 78)
+            and "\r" not in value
+            and "\n" not in value
+        ):
+            return f"{name}: {value}{self.linesep}"
+        return super()._fold(name, value, sanitize)
+
+
+# Long headers (References with many ids) fold at 78 columns: RFC 5322 forbids lines over 998.
+_FOLDING = _PlainShortLines(max_line_length=78)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _ADDRESS = re.compile(r"[^\s<>()\[\],;:\"@]+@[^\s<>()\[\],;:\"@]+")
@@ -133,5 +155,5 @@ class Composer:
             recipient=email.from_addr,
             subject=subject,
             text=text,
-            raw=msg.as_string(),
+            raw=msg.as_string(maxheaderlen=78, policy=_FOLDING),
         )
