@@ -9,12 +9,13 @@ Tables:
   meta        small singletons: IMAP checkpoint, the signing secret, outbox requeue requests
 
 Each table lives in its own file so their writer threads never contend for one SQLite lock.
-Tables only the running bridge writes (jobs, messages, limits) keep their key set in memory:
-most lookups on the hot path are for keys that do not exist yet (a new email's job, a first
-reply to an address), and answering those without a round trip to sqlitedict's writer thread
-is a large share of the per-email cost. ``bridge outbox retry`` and ``bridge quarantine retry``
-write outbox, meta and existing job keys from another process, so those stay unindexed or
-are only ever read by key the bridge already knows.
+Tables to which only the running bridge adds keys (jobs, messages, outbox, limits) keep their
+key set in memory: most lookups on the hot path are for keys that do not exist yet (a new
+email's job, a first reply to an address, a new effect), and answering those without a round
+trip to sqlitedict's writer thread is a large share of the per-email cost. Values are always
+read from disk. ``bridge outbox retry`` and ``bridge quarantine retry`` only rewrite keys that
+exist; meta (where ``bridge outbox retry`` adds its requeue request) and quarantine stay
+unindexed.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from sqlitedict import SqliteDict
 log = logging.getLogger(__name__)
 
 TABLES = ("jobs", "messages", "outbox", "quarantine", "limits", "meta")
-SOLE_WRITER_TABLES = frozenset({"jobs", "messages", "limits"})
+SOLE_WRITER_TABLES = frozenset({"jobs", "messages", "outbox", "limits"})
 
 
 def _encode(value: Any) -> str:

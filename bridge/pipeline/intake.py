@@ -251,7 +251,10 @@ class Intake:
         self._wake_soon()
 
     async def _flush(self) -> None:
-        """Mark finished mail and move quarantined mail, in one IMAP command each."""
+        """Mark finished mail and move quarantined mail, in one IMAP command each, after one
+        durable commit of the journal that says they are finished."""
+        if self._to_mark or self._to_quarantine:
+            self.store.jobs.commit(durable=True)
         validity = self.session.uidvalidity
         for pending, action in ((self._to_mark, self.session.mark_done), (self._to_quarantine, self.session.quarantine)):
             uids = sorted({uid for v, uid in pending if v == validity})

@@ -213,7 +213,10 @@ class Outbox:
             summary = {k: v for k, v in record["payload"].items() if k not in BULKY}
             record.update(status="sent", updated_at=time.time(), last_error="", payload=summary)
             self.table[key] = record
-            self.table.commit()
+            # Queued, not waited for: waiting would not narrow the window between the effect and
+            # its record (a crash there retries the effect either way, and handlers check), and
+            # the follow-ups, committed with it, are idempotent too.
+            self.table.commit(durable=False)
             self._pending.pop(key, None)
             log.debug("%s: %s effect done", key, kind)
             self._emit("sent", key, record)
@@ -243,4 +246,4 @@ class Outbox:
             heapq.heappush(self._heaps[record["kind"]], (record["next_at"], record.get("created_at", 0.0), key))
             log.debug("%s: %s effect retry in %.1fs: %s", key, record["kind"], delay, exc)
         self.table[key] = record
-        self.table.commit()
+        self.table.commit(durable=False)

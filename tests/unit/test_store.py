@@ -51,12 +51,13 @@ def test_indexed_tables_answer_from_their_key_set_and_stay_consistent(tmp_path):
     again.close()
 
 
-def test_unindexed_tables_see_keys_written_by_another_process(tmp_path):
-    """`bridge outbox retry` writes meta and outbox while the bridge runs: those must not be cached."""
+def test_another_process_can_requeue_while_the_bridge_runs(tmp_path):
+    """`bridge outbox retry` rewrites an existing effect and adds a meta key while the bridge runs."""
     running = Store(tmp_path)
+    running.outbox.put("k", {"status": "dead"})
     cli = Store(tmp_path)
-    cli.meta.put("outbox_requeue", ["k"])
     cli.outbox.put("k", {"status": "pending"})
+    cli.meta.put("outbox_requeue", ["k"])
     assert running.meta.get("outbox_requeue") == ["k"]
     assert running.outbox.get("k") == {"status": "pending"}
     cli.close()
