@@ -66,10 +66,28 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def machine_cpu() -> list[int]:
+    """The machine's aggregate CPU counters (jiffies) from /proc/stat."""
+    return [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+
+
+def machine_cpu_since(before: list[int]) -> tuple[float, int]:
+    """Share of all cores busy since ``before`` (idle and iowait count as not busy), and the core count."""
+    delta = [now - then for now, then in zip(machine_cpu(), before)]
+    idle = delta[3] + delta[4]
+    return 1 - idle / max(1, sum(delta)), os.cpu_count() or 1
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_times(pid))
 
 
 def customer_email(n: int, body: str = "The printer prints blank pages.") -> tuple[bytes, str]:
