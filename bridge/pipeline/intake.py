@@ -77,13 +77,15 @@ class Intake:
         self.wake.set()
 
     def _wake_soon(self) -> None:
-        """Wake the intake shortly: finished jobs are marked and replaced in batches."""
+        """Wake the intake shortly: finished jobs are marked and replaced in batches. It looks
+        for new arrivals then too: a SEARCH sees mail Dovecot's IDLE reports only ~0.5 s later."""
         if self._wake_pending or self._loop is None:
             return
         self._wake_pending = True
 
         def wake() -> None:
             self._wake_pending = False
+            self._arrived = True
             self.wake.set()
 
         self._loop.call_later(FINISHED_BATCH_SECONDS, wake)
@@ -134,8 +136,9 @@ class Intake:
 
     async def _serve(self) -> None:
         """Find work and start it. A full search (at start, every rescan interval, when a retry is
-        due) is the truth; in between only UIDs above the highest seen are searched, and only after
-        IDLE said something arrived, so a large backlog is listed once, not on every wake-up."""
+        due) is the truth; in between only UIDs above the highest seen are searched, after IDLE
+        said something arrived or jobs finished, so a large backlog is listed once, not on every
+        wake-up."""
         next_full_scan = 0.0
         self._arrived = True
         while True:
