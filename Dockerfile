@@ -14,7 +14,7 @@ COPY config.yaml ./config.yaml
 
 RUN mkdir -p /app/state && chown bridge /app/state
 VOLUME ["/app/state"]
-# The optional HTTP endpoint (http.port in config.yaml): /healthz and /webhook/ticket.
+# The optional HTTP endpoint (http.port in config.yaml): /healthz, /readyz, /metrics, /webhook/ticket.
 EXPOSE 8080
 USER bridge
 

@@ -21,6 +21,7 @@ from bridge.mail.guard import GuardContext
 from bridge.mail.inbox import IdleWatcher
 from bridge.mail.smtp import SmtpSender
 from bridge.mail.thread_ids import ticket_from_message_id
+from bridge.metrics import BridgeMetrics
 from bridge.odoo.rpc import OdooRPC
 from bridge.odoo.tickets import TicketDesk
 from bridge.pipeline.context import Context, Observer
@@ -115,16 +116,30 @@ class App:
         )
         self.runner = Runner(self.ctx)
         self.intake = Intake(cfg, self.runner, self.store, self.health["imap"])
+        self.metrics = BridgeMetrics(self.health, self.outbox, self.intake)
+        self.ctx.observers.append(self.metrics.observe)
+        self.outbox.observers.append(self.metrics.observe_outbox)
         self.tickets = OdooTicketFeed(self.ctx, Runner(self.ctx, ODOO_TICKET_STAGES))
-        self.web = WebServer(cfg.http, self.tickets.submit_threadsafe) if cfg.http.port else None
+        self.web = WebServer(
+            cfg.http, self.tickets.submit_threadsafe, readiness=self.readiness, metrics=self.metrics.render
+        ) if cfg.http.port else None
         self.watcher = IdleWatcher(cfg.imap, self.intake.notify_threadsafe)
         self._tasks: list[asyncio.Task] = []
+        self._state = "starting"  # → ready → stopping; read by /readyz from the HTTP thread
 
     def _is_our_message_id(self, message_id: str) -> bool:
         record = self.store.messages.get(message_id)
         if record is not None:
             return record.get("dir") == "out"
         return ticket_from_message_id(message_id, self.composer.domain, self.composer.secret) is not None
+
+    def readiness(self) -> dict[str, Any]:
+        """/readyz: ready once started and until stopping, while no service is in an outage."""
+        services = {name: health.report() for name, health in self.health.items()}
+        status = self._state
+        if status == "ready" and not all(service["up"] for service in services.values()):
+            status = "degraded"
+        return {"status": status, "services": services}
 
     async def _send_mail(self, payload: dict[str, Any], attempt: int) -> list[Effect]:
         await self.smtp.send(payload["raw"], payload["sender"], payload["recipients"])
@@ -154,6 +169,7 @@ class App:
         self.watcher.start()
         if self.web is not None:
             self.web.start()
+        self._state = "ready"
         log.info(
             "bridge started: imap %s:%s/%s → odoo %s (%s, %s) ; replies via %s:%s",
             self.cfg.imap.host, self.cfg.imap.port, self.cfg.imap.folder, self.cfg.odoo.url,
@@ -170,6 +186,7 @@ class App:
 
     async def stop(self) -> None:
         """Stop taking mail, let running jobs and sends finish (bounded), then close state."""
+        self._state = "stopping"
         self.watcher.stop()
         if self.web is not None:
             self.web.stop()

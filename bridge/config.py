@@ -172,7 +172,8 @@ class AutomationConfig(_Section):
 
 
 class HttpConfig(_Section):
-    """The bridge's HTTP endpoint: GET /healthz and POST /webhook/ticket (port 0: off)."""
+    """The bridge's HTTP endpoint (port 0: off): GET /healthz (liveness), /readyz (readiness),
+    /metrics (Prometheus) without a token, and POST /webhook/ticket with the token."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535)

@@ -1,6 +1,8 @@
-"""The bridge's HTTP endpoint (stdlib server in a thread): GET /healthz, and POST /webhook/ticket
-for Odoo automation rules announcing a ticket created in Odoo.
+"""The bridge's HTTP endpoint (stdlib server in a thread): GET /healthz (liveness), /readyz
+(readiness), /metrics (Prometheus), and POST /webhook/ticket for Odoo automation rules
+announcing a ticket created in Odoo.
 
+The GET endpoints need no token: they show service states and counts, never email content.
 The webhook token is compared in constant time; it can come as ``X-Bridge-Token`` or as
 ``?token=`` because Odoo's "Send Webhook Notification" action cannot add headers. Odoo posts
 the record as JSON with ``_id`` (and ``_model``); ``id`` and ``ticket_id`` are accepted too.
@@ -30,16 +32,25 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("http: %s", format % args)
 
     def _reply(self, status: int, payload: dict[str, Any]) -> None:
-        body = json.dumps(payload).encode()
+        self._send(status, json.dumps(payload).encode(), "application/json")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        if urlsplit(self.path).path == "/healthz":
+        web: WebServer = self.server.web  # type: ignore[attr-defined]
+        path = urlsplit(self.path).path
+        if path == "/healthz":
             self._reply(200, {"status": "ok"})
+        elif path == "/readyz":
+            report = web.readiness()
+            self._reply(200 if report["status"] == "ready" else 503, report)
+        elif path == "/metrics":
+            self._send(200, *web.metrics())
         else:
             self._reply(404, {"error": "not found"})
 
@@ -69,11 +80,22 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class WebServer:
-    """Serves in a daemon thread; ``on_ticket`` is called (in that thread) for each webhook."""
+    """Serves in a daemon thread; the callables are called in that thread: ``on_ticket`` for each
+    webhook, ``readiness`` for /readyz (a JSON report whose ``status`` is "ready" or not) and
+    ``metrics`` for /metrics (body and content type)."""
 
-    def __init__(self, cfg: HttpConfig, on_ticket: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        cfg: HttpConfig,
+        on_ticket: Callable[[int], None],
+        *,
+        readiness: Callable[[], dict[str, Any]],
+        metrics: Callable[[], tuple[bytes, str]],
+    ) -> None:
         self.token = cfg.webhook_token.get_secret_value()
         self.on_ticket = on_ticket
+        self.readiness = readiness
+        self.metrics = metrics
         self._server = ThreadingHTTPServer((cfg.host, cfg.port), _Handler)
         self._server.daemon_threads = True
         self._server.web = self  # type: ignore[attr-defined]
@@ -82,7 +104,8 @@ class WebServer:
 
     def start(self) -> None:
         self._thread.start()
-        log.info("http: listening on %s:%s (/healthz, /webhook/ticket)", self._server.server_address[0], self.port)
+        log.info("http: listening on %s:%s (/healthz, /readyz, /metrics, /webhook/ticket)",
+                 self._server.server_address[0], self.port)
 
     def stop(self) -> None:
         self._server.shutdown()

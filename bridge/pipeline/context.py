@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from bridge.config import Config
-from bridge.errors import TransientError
+from bridge.errors import AccessDenied, TransientError
 from bridge.mail.compose import Composer
 from bridge.mail.guard import GuardContext
 from bridge.odoo.tickets import TicketDesk
@@ -53,7 +53,7 @@ class Context:
         loop = asyncio.get_running_loop()
         try:
             result = await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
-        except TransientError as exc:
+        except (TransientError, AccessDenied) as exc:  # unreachable, or our login/rights refused
             self.health["odoo"].failed(str(exc))
             raise
         self.health["odoo"].ok()

@@ -110,6 +110,7 @@ class Intake:
                 failures += 1
             except ConfigurationError as exc:
                 log.error("imap: %s — fix the configuration; retrying", exc)
+                self.health.failed(str(exc))  # not ready: no mail can be read
                 failures = max(failures + 1, 6)
             delay = min(self.cfg.imap.reconnect_max_seconds, 0.5 * 2 ** min(failures, 8))
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))

@@ -129,6 +129,13 @@ class Outbox:
         """Keys of the effects not yet done (running ones included)."""
         return list(self._pending)
 
+    def pending_by_kind(self) -> dict[str, int]:
+        """How many effects of each kind are not yet done; safe to call from another thread (metrics)."""
+        counts = dict.fromkeys(self.handlers, 0)
+        for record in list(self._pending.values()):  # copied in one step: the event loop may change it meanwhile
+            counts[record["kind"]] = counts.get(record["kind"], 0) + 1
+        return counts
+
     def dead(self) -> list[tuple[str, dict[str, Any]]]:
         return [(k, v) for k, v in self.table.items() if v.get("status") == "dead"]
 
