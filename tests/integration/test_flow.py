@@ -270,3 +270,17 @@ def test_polling_when_idle_is_off(bridge_factory, mailbox, odoo, sink):
     wait_until(lambda: done(mailbox, uid), timeout=10)
     assert runner.app.watcher.mode == "poll"
     assert [t["name"] for t in tickets(odoo)] == ["polled"]
+
+
+def test_backlog_beyond_the_inflight_limit_drains_without_a_rescan(bridge_factory, mailbox, odoo, sink):
+    """Concurrency 1 admits 4 emails at a time; the rest wait in the intake's backlog, and mail
+    arriving meanwhile joins it. With the full rescan an hour away, all of it must still finish."""
+    backlog = [mailbox.append(email_bytes(sender=f"u{n}@customer.example", subject=f"Backlog {n}")[0])
+               for n in range(10)]
+    bridge_factory(pipeline__concurrency=1, imap__batch_size=3, imap__rescan_interval_seconds=3600)
+    wait_until(lambda: done(mailbox, backlog[0]), what="first email done")
+    later = [mailbox.append(email_bytes(sender=f"v{n}@customer.example", subject=f"Later {n}")[0])
+             for n in range(3)]
+    wait_until(lambda: all(done(mailbox, uid) for uid in backlog + later), timeout=30, what="all 13 done")
+    assert len(tickets(odoo)) == 13
+    assert len(sink.wait_for(13)) == 13
