@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 import xmlrpc.client
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -329,3 +331,33 @@ def test_expired_session_logs_in_again_once_then_gives_up() -> None:
         rpc.execute_kw("res.partner", "search", [[]])
     assert PASSWORD not in str(info.value)
     assert len(seen) == len(script)
+
+
+def test_a_redirect_is_reported_not_followed() -> None:
+    """A proxy redirecting http→https (or a wrong path) must not turn the POST into a GET elsewhere."""
+    seen: list[str] = []
+
+    class Redirecting(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            seen.append(self.path)
+            self.send_response(301)
+            self.send_header("Location", "/web/login")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+            """Quiet."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = OdooConfig(url=f"http://127.0.0.1:{server.server_address[1]}", db="db", username="bot",
+                         password=PASSWORD)
+        with pytest.raises(ConfigurationError, match="HTTP 301"):
+            OdooRPC(cfg).version()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == ["/jsonrpc"]
