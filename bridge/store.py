@@ -30,7 +30,7 @@ from sqlitedict import SqliteDict
 
 log = logging.getLogger(__name__)
 
-TABLES = ("jobs", "messages", "outbox", "quarantine", "limits", "meta")
+# Tables to which only the running bridge adds keys: indexed (see the module docstring).
 SOLE_WRITER_TABLES = frozenset({"jobs", "messages", "outbox", "limits"})
 
 

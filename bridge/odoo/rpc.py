@@ -171,17 +171,17 @@ class _HttpTransport:
         self._url = url.rstrip("/")
         self._session = session
         self._timeout = timeout
-        self._prepared: dict[tuple[str, str], requests.PreparedRequest] = {}
+        self._prepared: dict[str, requests.PreparedRequest] = {}  # by URL; a transport has one content type
         self._send_options = {"timeout": timeout, "verify": session.verify, "cert": session.cert,
                               "proxies": session.proxies}
 
     def _request(self, url: str, content_type: str, body: bytes) -> requests.PreparedRequest:
-        template = self._prepared.get((url, content_type))
+        template = self._prepared.get(url)
         if template is None:
             template = self._session.prepare_request(
                 requests.Request("POST", url, headers={"Content-Type": content_type})
             )
-            self._prepared[(url, content_type)] = template
+            self._prepared[url] = template
         request = template.copy()
         request.prepare_body(body, None)
         return request
