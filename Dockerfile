@@ -8,8 +8,9 @@ RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin bridg
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY bridge ./bridge
+# The reply templates ship inside the package (bridge/templates). To change some of them, mount
+# a folder holding only those files and name it in tickets.templates_dir (e.g. /app/templates).
 RUN pip install --no-cache-dir .
-COPY templates ./templates
 COPY config.yaml ./config.yaml
 
 RUN mkdir -p /app/state && chown bridge /app/state
@@ -18,5 +19,5 @@ VOLUME ["/app/state"]
 EXPOSE 8080
 USER bridge
 
-# The config's relative paths (templates/, state/) resolve against /app.
+# The config's relative paths (state/, an optional templates_dir) resolve against /app.
 CMD ["bridge", "run", "--config", "/app/config.yaml"]

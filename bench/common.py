@@ -47,7 +47,7 @@ def bridge_settings(dovecot, odoo_url: str, sink, state_dir: Path, **pipeline) -
         "smtp": {"host": sink.host, "port": sink.port, "security": "plain", "from_address": SUPPORT},
         "odoo": {"url": odoo_url, "db": "bridge", "username": "bot@example.com", "password": "secret",
                  "transport": "jsonrpc", "profile": "helpdesk"},
-        "tickets": {"templates_dir": str(REPO / "templates")},
+        "tickets": {"templates_dir": ""},
         "guard": {"reply_cap": {"count": 1000, "per_seconds": 3600}},
         "pipeline": dict(pipeline),
         "state": {"dir": str(state_dir)},

@@ -3,51 +3,43 @@
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import secrets
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from bridge.automation.odoo_tickets import OdooTicketFeed
-from bridge.automation.playbook import Automation, send_escalation
-from bridge.config import Config
-from bridge.errors import ConfigurationError
+from bridge.ascii import ascii_lower
+from bridge.automation.playbook import Automation
+from bridge.config import Config, insecure_transports
 from bridge.mail.compose import Composer
 from bridge.mail.guard import GuardContext
 from bridge.mail.inbox import IdleWatcher
 from bridge.mail.smtp import SmtpSender
 from bridge.mail.thread_ids import ticket_from_message_id
+from bridge.logs import display_url
 from bridge.metrics import BridgeMetrics
+from bridge.notify import LogNotifier, Notifier
 from bridge.odoo.rpc import OdooRPC
 from bridge.odoo.tickets import TicketDesk
 from bridge.pipeline.context import Context, Observer
+from bridge.pipeline.effects import Effects
 from bridge.pipeline.health import ServiceHealth
-from bridge.pipeline.ingest import ODOO_TICKET_STAGES, ack_follow_ups
+from bridge.pipeline.ingest import ODOO_TICKET_STAGES
 from bridge.pipeline.intake import Intake
-from bridge.pipeline.outbox import Effect, Outbox
+from bridge.pipeline.outbox import Handler, Outbox
 from bridge.pipeline.runner import Runner
+from bridge.statelock import lock_state
 from bridge.store import Store
+from bridge.supervise import Supervisor
+from bridge.ticket_record import TicketBook
 from bridge.web import WebServer
 
 log = logging.getLogger("bridge")
 
 PRUNE_EVERY_SECONDS = 3600.0
-
-
-def lock_state(directory: str) -> IO[str]:
-    """One running bridge per state folder (per mailbox): a second one would double every email."""
-    Path(directory).mkdir(parents=True, exist_ok=True)
-    handle = open(Path(directory) / "bridge.lock", "w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise ConfigurationError(f"state.dir {directory} is in use by another running bridge") from None
-    return handle
 
 
 def instance_secret(cfg: Config, store: Store) -> bytes:
@@ -63,9 +55,12 @@ def instance_secret(cfg: Config, store: Store) -> bytes:
 
 
 class App:
-    """One bridge: the intake (IMAP → jobs), the outbox (replies, notes) and housekeeping."""
+    """One bridge: the intake (IMAP → jobs), the outbox (replies, notes, escalations) and
+    housekeeping, each a task kept alive by the supervisor."""
 
-    def __init__(self, cfg: Config, *, observers: list[Observer] | None = None) -> None:
+    def __init__(
+        self, cfg: Config, *, observers: list[Observer] | None = None, notifier: Notifier | None = None
+    ) -> None:
         self.cfg = cfg
         self._lock = lock_state(cfg.state.dir)
         self.store = Store(cfg.state.dir)
@@ -84,18 +79,19 @@ class App:
             max_references=cfg.tickets.max_references,
         )
         self.executor = ThreadPoolExecutor(cfg.odoo.pool_size, thread_name_prefix="odoo")
+        handlers: dict[str, Handler] = {}  # filled below, once the handlers' context exists
         self.outbox = Outbox(
             self.store.outbox,
-            {"smtp": self._send_mail, "odoo_note": self._post_note, "escalation": self._escalate},
+            handlers,
             {"smtp": self.health["smtp"], "odoo_note": self.health["odoo"]},
             requeue=self.store.meta,
             max_attempts=cfg.pipeline.outbox_max_attempts,
             retry_base=cfg.pipeline.retry_base_seconds,
             retry_max=cfg.pipeline.retry_max_seconds,
         )
-        own = {cfg.smtp.from_address.lower()}
+        own = {ascii_lower(cfg.smtp.from_address)}
         if "@" in cfg.imap.username:
-            own.add(cfg.imap.username.lower())
+            own.add(ascii_lower(cfg.imap.username))
         guard = GuardContext(
             own_addresses=frozenset(own),
             own_domain=cfg.own_domain,
@@ -111,9 +107,12 @@ class App:
             guard=guard,
             health=self.health,
             executor=self.executor,
+            tickets=TicketBook(self.store.tickets),
             observers=list(observers or []),
             automation=Automation.from_config(cfg.automation),
         )
+        self.effects = Effects(self.ctx, self.smtp, notifier or LogNotifier())
+        handlers.update(self.effects.handlers)
         self.runner = Runner(self.ctx)
         self.intake = Intake(cfg, self.runner, self.store, self.health["imap"])
         self.metrics = BridgeMetrics(self.health, self.outbox, self.intake)
@@ -124,7 +123,9 @@ class App:
             cfg.http, self.tickets.submit_threadsafe, readiness=self.readiness, metrics=self.metrics.render
         ) if cfg.http.port else None
         self.watcher = IdleWatcher(cfg.imap, self.intake.notify_threadsafe)
-        self._tasks: list[asyncio.Task] = []
+        pipeline = cfg.pipeline  # a crashed task is restarted with the pipeline's backoff
+        self.supervisor = Supervisor(backoff_base=pipeline.retry_base_seconds, backoff_max=pipeline.retry_max_seconds,
+                                     settle_seconds=min(10.0, max(1.0, pipeline.retry_max_seconds)))
         self._state = "starting"  # → ready → stopping; read by /readyz from the HTTP thread
 
     def _is_our_message_id(self, message_id: str) -> bool:
@@ -134,45 +135,35 @@ class App:
         return ticket_from_message_id(message_id, self.composer.domain, self.composer.secret) is not None
 
     def readiness(self) -> dict[str, Any]:
-        """/readyz: ready once started and until stopping, while no service is in an outage."""
+        """/readyz: ready once started and until stopping, while no service is in an outage
+        and no task of the bridge is failing."""
         services = {name: health.report() for name, health in self.health.items()}
+        tasks = self.supervisor.report()
         status = self._state
-        if status == "ready" and not all(service["up"] for service in services.values()):
+        if status == "ready" and not (
+            all(service["up"] for service in services.values()) and all(task["up"] for task in tasks.values())
+        ):
             status = "degraded"
-        return {"status": status, "services": services}
-
-    async def _send_mail(self, payload: dict[str, Any], attempt: int) -> list[Effect]:
-        await self.smtp.send(payload["raw"], payload["sender"], payload["recipients"])
-        log.info("ticket %s: acknowledgement %s sent to %s", payload["ticket"], payload["message_id"],
-                 ", ".join(payload["recipients"]))
-        return ack_follow_ups(payload)
-
-    async def _post_note(self, payload: dict[str, Any], attempt: int) -> None:
-        if attempt and await self.ctx.odoo(self.desk.has_note, payload["ticket"], payload["marker"]):
-            return
-        await self.ctx.odoo(self.desk.post_note, payload["ticket"], payload["body"])
-
-    async def _escalate(self, payload: dict[str, Any], attempt: int) -> None:
-        if self.ctx.automation is not None:
-            await send_escalation(self.ctx.automation, payload, attempt)
+        return {"status": status, "services": services, "tasks": tasks}
 
     async def start(self) -> None:
         self.intake.bind(asyncio.get_running_loop())
         self.tickets.bind(asyncio.get_running_loop())
-        self._tasks = [
-            asyncio.create_task(self.intake.run(), name="intake"),
-            asyncio.create_task(self.outbox.run(), name="outbox"),
-            asyncio.create_task(self._housekeeping(), name="housekeeping"),
-        ]
+        self.supervisor.spawn("intake", self.intake.run)
+        self.supervisor.spawn("outbox", self.outbox.run)
+        self.supervisor.spawn("housekeeping", self._housekeeping)
         if self.ctx.automation is not None:
-            self._tasks.append(asyncio.create_task(self.tickets.run(), name="odoo-tickets"))
+            self.supervisor.spawn("odoo-tickets", self.tickets.run)
         self.watcher.start()
         if self.web is not None:
             self.web.start()
+        for problem in insecure_transports(self.cfg):  # only reachable with bridge.allow_insecure
+            log.warning("INSECURE (bridge.allow_insecure is set): %s: credentials and mail cross the "
+                        "network in clear", problem)
         self._state = "ready"
         log.info(
             "bridge started: imap %s:%s/%s → odoo %s (%s, %s) ; replies via %s:%s",
-            self.cfg.imap.host, self.cfg.imap.port, self.cfg.imap.folder, self.cfg.odoo.url,
+            self.cfg.imap.host, self.cfg.imap.port, self.cfg.imap.folder, display_url(self.cfg.odoo.url),
             self.cfg.odoo.profile, self.cfg.odoo.transport, self.cfg.smtp.host, self.cfg.smtp.port,
         )
 
@@ -190,14 +181,14 @@ class App:
         self.watcher.stop()
         if self.web is not None:
             self.web.stop()
-        intake_task = self._tasks[0] if self._tasks else None
-        if intake_task:
-            intake_task.cancel()
+        tasks = self.supervisor.tasks
+        if "intake" in tasks:
+            tasks["intake"].cancel()
         await self.intake.stop()
         await self.outbox.drain(timeout=10.0)
-        for task in self._tasks[1:]:
+        for task in tasks.values():
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
         await self.smtp.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.store.close()

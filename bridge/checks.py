@@ -7,6 +7,7 @@ import asyncio
 from bridge.automation.directory import HrDirectory, LmsClient
 from bridge.config import Config
 from bridge.errors import BridgeError
+from bridge.logs import display_url
 from bridge.mail.inbox import ImapSession
 from bridge.mail.smtp import SmtpSender
 from bridge.odoo.rpc import OdooRPC
@@ -35,14 +36,14 @@ PROBE = "bridge-check@invalid.example"
 def _hr(cfg: Config) -> str:
     assert cfg.automation.hr is not None
     HrDirectory(cfg.automation.hr).lookup(PROBE)  # unknown on purpose: proves reachability and auth
-    return f"HR {cfg.automation.hr.url} reachable, credentials accepted"
+    return f"HR {display_url(cfg.automation.hr.url)} reachable, credentials accepted"
 
 
 def _lms(cfg: Config) -> str:
     assert cfg.automation.lms is not None
     LmsClient(cfg.automation.lms).account(PROBE)
     mode = " (dry run)" if cfg.automation.dry_run else ""
-    return f"LMS {cfg.automation.lms.url} reachable, credentials accepted{mode}"
+    return f"LMS {display_url(cfg.automation.lms.url)} reachable, credentials accepted{mode}"
 
 
 async def run_checks(cfg: Config) -> list[tuple[str, bool, str]]:

@@ -57,12 +57,15 @@ def _age(at: float) -> str:
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
+    """List quarantined emails, or put one back (see ``bridge.quarantine.retry`` for why this
+    may run beside a running bridge)."""
+    from bridge.statelock import lock_unless_running
     from bridge.store import Store
 
     cfg = _load(args)
-    store = Store(cfg.state.dir)
-    try:
-        if args.action == "list":
+    if args.action == "list":
+        store = Store(cfg.state.dir)
+        try:
             rows = sorted(store.quarantine.items(), key=lambda kv: kv[1].get("at", 0))
             if not rows:
                 print("quarantine is empty")
@@ -70,43 +73,69 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
                 print(f"{key}\t{_age(rec.get('at', 0))}\t{rec.get('from') or '-'}\t"
                       f"{(rec.get('subject') or '')[:60]!r}\t{rec.get('reason')}")
             return 0
-        from bridge.quarantine import retry
+        finally:
+            store.close()
+    from bridge.quarantine import retry
 
-        moved = retry(cfg, store, args.key)
-        print(f"{args.key}: moved {moved} message(s) back to {cfg.imap.folder}; the bridge will process it again")
-        return 0 if moved else 1
-    finally:
-        store.close()
+    with lock_unless_running(cfg.state.dir) as exclusive:
+        store = Store(cfg.state.dir)
+        try:
+            moved = retry(cfg, store, args.key)
+        finally:
+            store.close()
+    if not moved:
+        print(f"{args.key}: not found in {cfg.imap.quarantine_folder}", file=sys.stderr)
+        return 1
+    later = "the bridge processes it again" if not exclusive else "the bridge processes it again when it starts"
+    print(f"{args.key}: moved {moved} message(s) back to {cfg.imap.folder}; {later}")
+    return 0
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    from bridge.pipeline.outbox import REQUEUE_KEY, REQUEUE_POLL_SECONDS
+    """List effects, or queue one again.
+
+    ``retry`` with no bridge running holds the state lock and resets the effect to pending in
+    the outbox table (a bridge started later schedules every pending effect). With a bridge
+    running it writes only a request (``request_requeue``): the outbox table is the bridge's
+    (it keeps pending effects in memory and writes their records as they run), so the bridge
+    applies the request itself and deletes it once applied.
+    """
+    from bridge.pipeline.outbox import REQUEUE_POLL_SECONDS, request_requeue, reset_for_retry
+    from bridge.statelock import lock_unless_running
     from bridge.store import Store
 
     cfg = _load(args)
-    store = Store(cfg.state.dir)
-    try:
-        if args.action == "list":
+    if args.action == "list":
+        store = Store(cfg.state.dir)
+        try:
             rows = [(k, v) for k, v in store.outbox.items() if args.all or v.get("status") != "sent"]
             if not rows:
                 print("outbox has nothing pending or dead")
             for key, rec in rows:
                 print(f"{key}\t{rec['kind']}\t{rec['status']}\tattempts={rec['attempts']}\t{rec.get('last_error', '')}")
             return 0
-        record = store.outbox.get(args.key)
-        if record is None:
-            print(f"{args.key}: no such effect", file=sys.stderr)
-            return 1
-        if record["status"] == "sent":
-            print(f"{args.key}: already sent", file=sys.stderr)
-            return 1
-        record.update(status="pending", attempts=0, next_at=0.0)
-        store.outbox.put(args.key, record)
-        store.meta.put(REQUEUE_KEY, [*store.meta.get(REQUEUE_KEY, []), args.key])
-        print(f"{args.key}: queued again; a running bridge picks it up within {REQUEUE_POLL_SECONDS:.0f}s")
-        return 0
-    finally:
-        store.close()
+        finally:
+            store.close()
+    with lock_unless_running(cfg.state.dir) as exclusive:
+        store = Store(cfg.state.dir)
+        try:
+            record = store.outbox.get(args.key)
+            if record is None:
+                print(f"{args.key}: no such effect", file=sys.stderr)
+                return 1
+            if record["status"] == "sent":
+                print(f"{args.key}: already sent", file=sys.stderr)
+                return 1
+            if exclusive:
+                store.outbox.put(args.key, reset_for_retry(record))
+                print(f"{args.key}: queued again; the bridge sends it when it starts")
+            else:
+                request_requeue(store.meta, args.key)
+                print(f"{args.key}: retry requested; a running bridge picks it up within "
+                      f"{REQUEUE_POLL_SECONDS:.0f}s (a stopped one when it starts)")
+            return 0
+        finally:
+            store.close()
 
 
 def build_parser() -> argparse.ArgumentParser:

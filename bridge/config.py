@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -110,7 +112,7 @@ class GuardConfig(_Section):
 class TicketsConfig(_Section):
     tag_prefix: str = "HD-"
     acknowledge: bool = True
-    templates_dir: str = "templates"
+    templates_dir: str = ""  # a folder of overrides; empty: the templates packaged in bridge/templates
     max_references: int = Field(default=32, ge=1)
 
     @field_validator("tag_prefix")
@@ -140,6 +142,10 @@ class BridgeSection(_Section):
     secret: SecretStr = SecretStr("")  # signs outgoing Message-IDs; set it in production
     message_id_domain: str = ""  # defaults to the domain of smtp.from_address
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Plain-text IMAP/SMTP and http:// URLs are refused for hosts other than loopback unless
+    # this is set (then the bridge warns at every start): passwords and mail would cross the
+    # network in clear.
+    allow_insecure: bool = False
 
 
 class AutomationConfig(_Section):
@@ -202,6 +208,45 @@ class Config(_Section):
     def own_domain(self) -> str:
         return self.bridge.message_id_domain or self.smtp.from_address.rpartition("@")[2]
 
+    @model_validator(mode="after")
+    def _secure_transports(self) -> "Config":
+        found = insecure_transports(self)
+        if found and not self.bridge.allow_insecure:
+            raise ValueError(
+                f"plain-text transport to a host that is not loopback: {'; '.join(found)} "
+                "(use tls/starttls and https://, or set bridge.allow_insecure: true)"
+            )
+        return self
+
+
+def is_loopback(host: str | None) -> bool:
+    """127.0.0.0/8, ::1 or localhost: traffic that never leaves the machine."""
+    if not host:
+        return False
+    if host.lower().rstrip(".") in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_transports(cfg: "Config") -> list[str]:
+    """The configured connections that would carry credentials in clear over a network."""
+    found = [f"{name}.security: plain to {section.host}"
+             for name, section in (("imap", cfg.imap), ("smtp", cfg.smtp))
+             if section.security == "plain" and not is_loopback(section.host)]
+    urls = [("odoo.url", cfg.odoo.url)]
+    if cfg.automation.hr is not None:
+        urls.append(("automation.hr.url", cfg.automation.hr.url))
+    if cfg.automation.lms is not None:
+        urls.append(("automation.lms.url", cfg.automation.lms.url))
+    for key, url in urls:
+        parts = urlsplit(url)
+        if parts.scheme.lower() == "http" and not is_loopback(parts.hostname):
+            found.append(f"{key}: http:// to {parts.hostname}")
+    return found
+
 
 def expand_env(value: Any, environ: dict[str, str] | None = None, path: str = "") -> Any:
     """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a loaded YAML tree."""
@@ -257,12 +302,13 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
 
 
 def anchor_paths(cfg: Config, base: Path) -> Config:
-    """Relative folders (templates, state) are relative to the config file, not to the CWD."""
-    templates = base / cfg.tickets.templates_dir
+    """Relative folders (templates, state) are relative to the config file, not to the CWD; an
+    empty templates_dir (no overrides) stays empty."""
+    templates = str(base / cfg.tickets.templates_dir) if cfg.tickets.templates_dir else ""
     state = base / cfg.state.dir
     return cfg.model_copy(
         update={
-            "tickets": cfg.tickets.model_copy(update={"templates_dir": str(templates)}),
+            "tickets": cfg.tickets.model_copy(update={"templates_dir": templates}),
             "state": cfg.state.model_copy(update={"dir": str(state)}),
         }
     )

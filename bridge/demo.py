@@ -34,7 +34,7 @@ def demo_config(state_dir: Path, dovecot: Dovecot, odoo: OdooSandbox, sink: Smtp
                      "from_name": "Example Support"},
             "odoo": {"url": odoo.url, "db": odoo.db, "username": odoo.login, "password": odoo.password,
                      "transport": "jsonrpc", "profile": "helpdesk", "team": "Customer Care"},
-            "tickets": {"templates_dir": str(REPO / "templates")},
+            "tickets": {"templates_dir": ""},  # the templates packaged in bridge/templates
             "state": {"dir": str(state_dir)},
             "bridge": {"secret": "demo-secret-not-for-production", "log_level": "WARNING"},
             "automation": {
@@ -173,7 +173,9 @@ def run_demo(samples: Path | None = None) -> int:
     """Start the stand-ins, feed every sample through the bridge, print what happened."""
     files = sorted((samples or REPO / "samples").glob("*.eml"))
     if not files:
-        print(f"no .eml files in {samples or REPO / 'samples'}")
+        # samples/ is part of the source tree, not of the package: an installed bridge needs --samples
+        print(f"no .eml files in {samples or REPO / 'samples'} (pass --samples with a folder of .eml files, "
+              "e.g. the source tree's samples/)")
         return 1
     if Dovecot.binary() is None:
         print("Dovecot is not installed: run `make demo` (it installs it) or scripts/install-dovecot.sh")

@@ -2,11 +2,13 @@
 
     BridgeError
     ├── TransientError          retry later with backoff (network, timeouts, 5xx, 429, Odoo lock)
-    │   └── ServiceDown         the service cannot be reached at all (connection refused, DNS)
+    │   ├── ServiceDown         the service cannot be reached at all (connection refused, DNS)
+    │   └── RecipientDeferred   the mail server deferred one recipient (4xx on RCPT): not an outage
     ├── PermanentError          this input can never succeed as it is: quarantine it
     │   ├── UnparseableEmail    the raw bytes are not a usable email
     │   ├── EmailTooLarge       the email exceeds the configured size limit
     │   └── RejectedByService   the service understood and refused it (Odoo validation, SMTP 5xx)
+    │       └── Undeliverable   this reply cannot be sent to this address (refused, no SMTPUTF8)
     └── ConfigurationError      wrong config or credentials: alert loudly, keep the email, keep running
         └── AccessDenied        credentials refused or no access to a model
 
@@ -36,6 +38,11 @@ class ServiceDown(TransientError):
     """The service could not be reached at all."""
 
 
+class RecipientDeferred(TransientError):
+    """The mail server deferred one recipient (4xx on RCPT): retry later, but the server is up,
+    so it is not an outage (``/readyz`` stays ready and never shows the address)."""
+
+
 class PermanentError(BridgeError):
     """Retrying the same input will fail the same way; the email goes to quarantine."""
 
@@ -50,6 +57,11 @@ class EmailTooLarge(PermanentError):
 
 class RejectedByService(PermanentError):
     """The service refused this input (validation error, SMTP 5xx)."""
+
+
+class Undeliverable(RejectedByService):
+    """A reply that can never be sent to this recipient as it is (address refused with 5xx, an
+    internationalised address and a server without SMTPUTF8): skipped, with the reason on the ticket."""
 
 
 class ConfigurationError(BridgeError):

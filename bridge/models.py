@@ -28,6 +28,10 @@ class InboundEmail:
     it has one, else ``sha256:<hex>`` of the raw bytes, so a re-fetch of the same bytes dedupes.
     ``headers`` holds the loop- and trust-relevant headers, names lower-cased, values unfolded;
     a header that appears several times (Authentication-Results, Received) keeps every value.
+    ``header_fields`` is every header in message order as (lower-case name, value), the same
+    string objects as in ``headers``: where a header stands relative to another one (an
+    Authentication-Results above our Received) is evidence the dict cannot hold. Empty for an
+    email that was not parsed from bytes (a ticket created in Odoo).
     """
 
     key: str
@@ -47,6 +51,7 @@ class InboundEmail:
     headers: dict[str, tuple[str, ...]]
     size: int
     defects: tuple[str, ...] = ()
+    header_fields: tuple[tuple[str, str], ...] = ()
 
     def header(self, name: str) -> str:
         """First value of a header (name case-insensitive), or "" when absent."""

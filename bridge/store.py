@@ -5,23 +5,33 @@ Tables:
   messages    Message-ID → {"ticket", "dir": "in"|"out", "at"}              threading and loops
   outbox      effect key → outbox effect                                     bridge.pipeline.outbox
   quarantine  email key → {"reason", "at", "subject", "from", "folder"}     `bridge quarantine`
+  tickets     ticket id → the bridge's record of that ticket                 bridge.ticket_record
   limits      sliding windows: automatic replies per recipient, LMS actions per account
-  meta        small singletons: IMAP checkpoint, the signing secret, outbox requeue requests
+  meta        small singletons: IMAP checkpoint, the signing secret, outbox retry requests
+              (``outbox_requeue:<effect key>``, one per effect)
+
+Durable means on disk: sqlitedict opens its connections with ``PRAGMA synchronous=OFF``, where a
+power loss or kernel crash can drop commits whose IMAP STORE already reached the server. Every
+connection a table opens is switched to ``synchronous=FULL`` (the WAL is fsynced at each commit;
+NORMAL would survive a process crash but not a power loss). The folder is private (0700) and the
+files 0600: ``meta`` holds the Message-ID signing secret and the journal holds customer mail.
 
 Each table lives in its own file so their writer threads never contend for one SQLite lock.
 Tables to which only the running bridge adds keys (jobs, messages, outbox, limits) keep their
 key set in memory: most lookups on the hot path are for keys that do not exist yet (a new
 email's job, a first reply to an address, a new effect), and answering those without a round
 trip to sqlitedict's writer thread is a large share of the per-email cost. Values are always
-read from disk. ``bridge outbox retry`` and ``bridge quarantine retry`` only rewrite keys that
-exist; meta (where ``bridge outbox retry`` adds its requeue request) and quarantine stay
-unindexed.
+read from disk. ``bridge quarantine retry`` only rewrites jobs that exist (and only quarantined
+ones); ``bridge outbox retry`` beside a running bridge writes only a request in meta, which the
+bridge applies; meta and quarantine stay unindexed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import stat
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,11 +41,43 @@ from sqlitedict import SqliteDict
 log = logging.getLogger(__name__)
 
 # Tables to which only the running bridge adds keys: indexed (see the module docstring).
-SOLE_WRITER_TABLES = frozenset({"jobs", "messages", "outbox", "limits"})
+SOLE_WRITER_TABLES = frozenset({"jobs", "messages", "outbox", "tickets", "limits"})
+SYNCHRONOUS = "FULL"
+FOLDER_MODE = 0o700
+FILE_MODE = 0o600
 
 
 def _encode(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class _DurableDict(SqliteDict):
+    """A SqliteDict whose every connection (the first, and any reopened one) commits to disk."""
+
+    def _new_conn(self):  # type: ignore[no-untyped-def] - sqlitedict's own signature
+        conn = super()._new_conn()
+        conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}")  # queued before any other statement
+        return conn
+
+
+def private_folder(directory: Path) -> None:
+    """Create the state folder 0700 (or tighten an existing one we own)."""
+    directory.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    _tighten(directory, FOLDER_MODE)
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` 0600 if missing (SQLite gives its -wal and -shm files the same mode)."""
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
+    _tighten(path, FILE_MODE)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    if stat.S_IMODE(path.stat().st_mode) & ~mode:
+        try:
+            path.chmod(mode)
+        except PermissionError:  # e.g. a volume owned by another user: say so, keep running
+            log.warning("state: cannot make %s private (mode %o): %s", path, mode, "permission denied")
 
 
 class Table:
@@ -47,7 +89,11 @@ class Table:
 
     def __init__(self, path: Path, name: str, *, indexed: bool = False) -> None:
         self.name = name
-        self._db = SqliteDict(
+        private_file(path)
+        for companion in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if companion.exists():
+                _tighten(companion, FILE_MODE)
+        self._db = _DurableDict(
             str(path),
             tablename=name,
             autocommit=False,
@@ -113,10 +159,11 @@ class Store:
 
     def __init__(self, directory: str | Path) -> None:
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_folder(self.dir)
         self.jobs = self._open("jobs")
         self.messages = self._open("messages")
         self.outbox = self._open("outbox")
+        self.tickets = self._open("tickets")
         self.quarantine = self._open("quarantine")
         self.limits = self._open("limits")
         self.meta = self._open("meta")
@@ -125,7 +172,7 @@ class Store:
         return Table(self.dir / f"{name}.sqlite", name, indexed=name in SOLE_WRITER_TABLES)
 
     def tables(self) -> tuple[Table, ...]:
-        return (self.jobs, self.messages, self.outbox, self.quarantine, self.limits, self.meta)
+        return (self.jobs, self.messages, self.outbox, self.tickets, self.quarantine, self.limits, self.meta)
 
     def remember_message(self, message_id: str, ticket_id: int, direction: str) -> None:
         """Record that a Message-ID belongs to a ticket (inbound or sent by us).

@@ -6,14 +6,25 @@ The GET endpoints need no token: they show service states and counts, never emai
 The webhook token is compared in constant time; it can come as ``X-Bridge-Token`` or as
 ``?token=`` because Odoo's "Send Webhook Notification" action cannot add headers. Odoo posts
 the record as JSON with ``_id`` (and ``_model``); ``id`` and ``ticket_id`` are accepted too.
+
+The endpoint may be reachable by anyone, so it bounds what a client can hold: a connection gets
+REQUEST_SECONDS to send its request (however it trickles it), at most MAX_CONNECTIONS are served
+at once (one more is answered 503 and closed without a thread), bodies are at most MAX_BODY, and
+a webhook the ticket queue cannot take is answered 429.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import io
 import json
 import logging
+import re
+import socket
 import threading
+import time
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
@@ -23,10 +34,85 @@ from bridge.config import HttpConfig
 log = logging.getLogger("bridge.web")
 
 MAX_BODY = 1024 * 1024
+MAX_CONNECTIONS = 64
+REQUEST_SECONDS = 5.0
+MAX_TICKET_ID = 2**31 - 1  # Odoo ids are PostgreSQL integers
+_ID_KEYS = ("_id", "id", "ticket_id")
+_NUMBER = re.compile(r"[0-9]+")  # ASCII digits only: int() would take other scripts' digits too
+_ID_TEXT = re.compile(r"[0-9]{1,10}")
+_BUSY_BODY = b'{"error": "too many connections"}'
+_BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+         b"Content-Length: " + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY)
+
+
+class _Refused(Exception):
+    """A webhook call answered with an error status; the message is the JSON error."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _content_length(headers: Message) -> int:
+    """The declared body size: one non-negative number up to MAX_BODY (a negative one would make
+    the read wait for the client to close; several differing ones are a smuggling attempt)."""
+    values = {value.strip() for value in headers.get_all("Content-Length") or ["0"]}
+    text = values.pop()
+    if values or not _NUMBER.fullmatch(text):
+        raise _Refused(400, "Content-Length must be one non-negative number")
+    if len(text) > len(str(MAX_BODY)) or int(text) > MAX_BODY:
+        raise _Refused(413, "body too large")
+    return int(text)
+
+
+def _ticket_id(body: bytes) -> int:
+    """The ticket id in a webhook body: a JSON object whose first id key holds an integer (or a
+    string of digits) from 1 to MAX_TICKET_ID; ``true`` is not 1."""
+    try:
+        data = json.loads(body or b"{}")
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep to parse
+        raise _Refused(400, "the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise _Refused(400, "expected a JSON object")
+    key = next((k for k in _ID_KEYS if k in data), None)
+    if key is None:
+        raise _Refused(400, "expected JSON with _id, id or ticket_id")
+    value = data[key]
+    if isinstance(value, str) and _ID_TEXT.fullmatch(value):
+        value = int(value)
+    if type(value) is not int or not 1 <= value <= MAX_TICKET_ID:
+        raise _Refused(400, f"{key} must be a ticket id from 1 to {MAX_TICKET_ID}")
+    return value
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The connection's bytes until a deadline. The socket's timeout alone bounds each read, so a
+    client sending a byte every few seconds would hold its thread forever; this stops it too."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if time.monotonic() >= self._deadline:
+            raise TimeoutError("the request was not received in time")
+        return self._sock.recv_into(buffer)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "bridge"
+    timeout = REQUEST_SECONDS  # the socket's, for each read and write
+    server: _Server
+
+    def setup(self) -> None:
+        """Bound the whole request, not each read (http.server ends the connection on TimeoutError)."""
+        super().setup()
+        self.rfile.close()
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, time.monotonic() + REQUEST_SECONDS))
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         log.debug("http: %s", format % args)
@@ -42,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        web: WebServer = self.server.web  # type: ignore[attr-defined]
+        web = self.server.web
         path = urlsplit(self.path).path
         if path == "/healthz":
             self._reply(200, {"status": "ok"})
@@ -55,7 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(404, {"error": "not found"})
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        web: WebServer = self.server.web  # type: ignore[attr-defined]
+        web = self.server.web
         url = urlsplit(self.path)
         if url.path != "/webhook/ticket":
             self._reply(404, {"error": "not found"})
@@ -65,29 +151,73 @@ class _Handler(BaseHTTPRequestHandler):
             log.warning("webhook: refused a call with a wrong or missing token from %s", self.client_address[0])
             self._reply(401, {"error": "unauthorized"})
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self._reply(413, {"error": "body too large"})
-            return
         try:
-            data = json.loads(self.rfile.read(length) or b"{}")
-            ticket_id = int(next(data[k] for k in ("_id", "id", "ticket_id") if k in data))
-        except (ValueError, TypeError, StopIteration, json.JSONDecodeError):
-            self._reply(400, {"error": "expected JSON with _id, id or ticket_id"})
+            ticket_id = _ticket_id(self.rfile.read(_content_length(self.headers)))
+        except _Refused as exc:
+            self._reply(exc.status, {"error": str(exc)})
             return
-        web.on_ticket(ticket_id)
+        if not web.on_ticket(ticket_id):
+            log.warning("odoo ticket %s: webhook refused: too many tickets waiting", ticket_id)
+            self._reply(429, {"error": "too many tickets waiting; try again later"})
+            return
         self._reply(202, {"queued": ticket_id})
 
 
+class _Server(ThreadingHTTPServer):
+    """A thread per connection, up to MAX_CONNECTIONS at once. One more is answered 503 and closed
+    by the accepting thread itself, so a flood of connections never costs a thread."""
+
+    daemon_threads = True
+    block_on_close = False  # stop() does not wait for clients (each is bounded by REQUEST_SECONDS anyway)
+    request_queue_size = 128  # the listen backlog: bursts wait in the kernel, not in threads
+
+    def __init__(self, address: tuple[str, int], web: WebServer) -> None:
+        self.web = web
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._refusing = False  # to warn once per overload, not once per refused connection
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            if not self._refusing:
+                log.warning("http: %d connections open, refusing more until one ends", MAX_CONNECTIONS)
+                self._refusing = True
+            _answer_busy(request)
+            self.shutdown_request(request)
+            return
+        self._refusing = False
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: its slot is free again
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def _answer_busy(sock: socket.socket) -> None:
+    """The 503, without ever blocking the accepting thread: whatever does not fit is dropped. What
+    the client already sent is read first, so closing does not reset the connection over the answer."""
+    sock.setblocking(False)
+    with contextlib.suppress(OSError):
+        sock.recv(65536)
+    with contextlib.suppress(OSError):
+        sock.sendall(_BUSY)
+
+
 class WebServer:
-    """Serves in a daemon thread; the callables are called in that thread: ``on_ticket`` for each
-    webhook, ``readiness`` for /readyz (a JSON report whose ``status`` is "ready" or not) and
-    ``metrics`` for /metrics (body and content type)."""
+    """Serves in a daemon thread; the callables are called in the connection's thread: ``on_ticket``
+    for each webhook (False: not queued, the call is answered 429), ``readiness`` for /readyz (a
+    JSON report whose ``status`` is "ready" or not) and ``metrics`` for /metrics (body and content type)."""
 
     def __init__(
         self,
         cfg: HttpConfig,
-        on_ticket: Callable[[int], None],
+        on_ticket: Callable[[int], bool],
         *,
         readiness: Callable[[], dict[str, Any]],
         metrics: Callable[[], tuple[bytes, str]],
@@ -96,9 +226,7 @@ class WebServer:
         self.on_ticket = on_ticket
         self.readiness = readiness
         self.metrics = metrics
-        self._server = ThreadingHTTPServer((cfg.host, cfg.port), _Handler)
-        self._server.daemon_threads = True
-        self._server.web = self  # type: ignore[attr-defined]
+        self._server = _Server((cfg.host, cfg.port), self)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 

@@ -18,6 +18,10 @@ and then through a short table of spelling variants, so "can't log in", "cannot 
 "không đăng nhập được"; "tài khoản", "tk" and "acc" all read "account". In a phrase, ``...``
 stands for up to six words within one sentence: "account ... locked" matches "my account has
 been locked".
+
+Only the first ``MAX_TEXT_CHARS`` of the text and ``MAX_SUBJECT_CHARS`` of the subject are read:
+a person states the problem at the top, and matching cost grows with the text (a 5 MB body of
+pasted logs took 16 s); the playbook scans the same slice for other accounts.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Language = Literal["en", "vi"]
+
+MAX_TEXT_CHARS = 64 * 1024  # of the body text, from its start
+MAX_SUBJECT_CHARS = 1024
 
 DEFAULT_PHRASES: tuple[str, ...] = (
     # English: statements of the problem
@@ -412,7 +419,11 @@ class LoginClassifier:
         self._exclude = tuple((p, _compile(p)) for p in cfg.exclude_phrases)
 
     def classify(self, subject: str, text: str) -> Classification:
-        """Positive phrases found, then the first exclusion that vetoes them, if any."""
+        """Positive phrases found, then the first exclusion that vetoes them, if any.
+
+        Reads the first ``MAX_SUBJECT_CHARS`` of the subject and ``MAX_TEXT_CHARS`` of the text.
+        """
+        subject, text = subject[:MAX_SUBJECT_CHARS], text[:MAX_TEXT_CHARS]
         source = {"subject": "" if _REPLY_SUBJECT.match(subject) else subject, "text": _unquoted(text)}
         haystacks = [_canonical(fold(source[name])) for name in self._fields]
         language = detect_language(subject, text)

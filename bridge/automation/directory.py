@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -21,6 +21,7 @@ from bridge.errors import (
     TransientError,
 )
 from bridge.http_session import pooled_session
+from bridge.logs import display_url
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,14 @@ def _needs_email(value: str) -> str:
 
 
 class HrConfig(_Section):
-    """Where the HR directory lives and how to read its answer about one employee."""
+    """Where the HR directory lives and how to read its answer about one employee.
+
+    Field paths are dotted (``data.status``; digits index lists) and read from the answer's
+    root, unless ``not_found_when_empty`` names where the employee record sits (for APIs that
+    answer 200 with ``{"data": []}`` rather than 404): then that value decides "not found"
+    (null, an empty list or an empty object), and the field paths are read from the record it
+    holds: its one element for a list, the object itself otherwise. See ``HrDirectory.lookup``.
+    """
 
     url: str = Field(min_length=1)
     lookup_path: str = "/employees/{email}"
@@ -53,6 +61,7 @@ class HrConfig(_Section):
     terminated_values: tuple[str, ...] = ("terminated", "inactive", "left")
     email_field: str = "email"  # the address on record: where a reset link may go
     name_field: str = "name"
+    not_found_when_empty: str = ""  # dotted path of the record, e.g. "data"; "" = only 404 is "not found"
     timeout_seconds: float = Field(default=10.0, gt=0)
     pool_size: int = Field(default=16, ge=1, le=256)
 
@@ -148,13 +157,6 @@ def status_error(status: int, where: str, service: str) -> BridgeError:
     return RejectedByService(f"{where}: refused (HTTP {status})", service=service)
 
 
-def _safe_url(url: str) -> str:
-    """The URL without any ``user:password@`` part or query, for messages."""
-    parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
-
-
 class _JsonHttp:
     """One pooled Session to one service: auth header, timeout, network errors translated."""
 
@@ -178,7 +180,7 @@ class _JsonHttp:
         try:
             response = self._session.request(method, url, headers=headers, timeout=self._timeout)
         except requests.ConnectionError as exc:  # includes ConnectTimeout
-            raise ServiceDown(f"{where}: cannot reach {_safe_url(url)}", service=self.service) from exc
+            raise ServiceDown(f"{where}: cannot reach {display_url(url)}", service=self.service) from exc
         except requests.Timeout as exc:
             raise TransientError(f"{where}: no answer within {self._timeout:g}s", service=self.service) from exc
         except requests.RequestException as exc:
@@ -197,11 +199,15 @@ class _JsonHttp:
                                     service=self.service)
         return body
 
-    def text_field(self, body: dict[str, Any], path: str, where: str) -> str:
-        """A required scalar at `path`: a missing one means the configured shape does not match the answer."""
+    def text_field(self, body: dict[str, Any], path: str, where: str, within: str = "") -> str:
+        """A required scalar at `path`: a missing one means the configured shape does not match the answer.
+
+        ``within`` is where ``body`` sits in the answer (a dotted path), only for the error text.
+        """
         value = field_at(body, path)
         if value is _MISSING or value is None or isinstance(value, (bool, dict, list)) or value == "":
-            raise RejectedByService(f"{where}: {self.service.upper()} answered without {path}", service=self.service)
+            shown = f"{within}.{path}" if within else path
+            raise RejectedByService(f"{where}: {self.service.upper()} answered without {shown}", service=self.service)
         return str(value)
 
     def close(self) -> None:
@@ -219,7 +225,15 @@ class HrDirectory:
         self._http = _JsonHttp("hr", cfg.url, cfg.auth_header, cfg.auth_value, cfg.timeout_seconds, cfg.pool_size)
 
     def lookup(self, email: str) -> Employee | None:
-        """The employee, or None when HR has nobody under this address (404)."""
+        """The employee, or None when HR has nobody under this address.
+
+        Nobody means HTTP 404, or, with ``not_found_when_empty`` set, a 2xx answer whose value
+        at that path is null, ``[]`` or ``{}``. Otherwise that value is the employee record,
+        from which ``employment_field``, ``email_field`` and ``name_field`` are read: a list's
+        single element, or the object itself (with ``data``: ``{"data": [{"status": …}]}`` is
+        read with ``employment_field: status``). A missing value, a scalar, or a list of more
+        than one record (which one would it be?) is refused like any answer of the wrong shape.
+        """
         cfg, where = self._cfg, "employee lookup"
         response = self._http.request("GET", self._http.url_for(cfg.lookup_path, email), where)
         if response.status_code == 404:
@@ -227,14 +241,37 @@ class HrDirectory:
         if not 200 <= response.status_code < 300:
             raise status_error(response.status_code, where, "hr")
         body = self._http.json_object(response, where)
-        raw_status = self._http.text_field(body, cfg.employment_field, where)
+        shown = ""  # where the fields were read, for error texts: "" is the answer's root
+        if cfg.not_found_when_empty:
+            record, shown = self._record(body, cfg.not_found_when_empty, where)
+            if record is None:
+                return None
+            body = record
+        raw_status = self._http.text_field(body, cfg.employment_field, where, shown)
         status = cast(EmployeeStatus, classify(raw_status, cfg.active_values, cfg.terminated_values, "terminated"))
         return Employee(
-            email=self._http.text_field(body, cfg.email_field, where),
-            name=self._http.text_field(body, cfg.name_field, where),
+            email=self._http.text_field(body, cfg.email_field, where, shown),
+            name=self._http.text_field(body, cfg.name_field, where, shown),
             status=status,
             raw_status=raw_status,
         )
+
+    @staticmethod
+    def _record(body: dict[str, Any], path: str, where: str) -> tuple[dict[str, Any] | None, str]:
+        """The employee record at ``path`` and its dotted location, or (None, "") for "not found"."""
+        value = field_at(body, path)
+        if value is _MISSING:
+            raise RejectedByService(f"{where}: HR answered without {path}", service="hr")
+        if value is None or (isinstance(value, (list, dict)) and not value):
+            return None, ""
+        if isinstance(value, list) and len(value) == 1:
+            value, path = value[0], f"{path}.0"
+        elif isinstance(value, list):
+            raise RejectedByService(f"{where}: HR answered {len(value)} records at {path} for one address",
+                                    service="hr")
+        if not isinstance(value, dict):
+            raise RejectedByService(f"{where}: HR answered without a record at {path}", service="hr")
+        return value, path
 
     def close(self) -> None:
         self._http.close()

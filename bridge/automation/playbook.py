@@ -14,13 +14,14 @@ import re
 import time
 from dataclasses import dataclass
 from html import escape
-from typing import Any, Protocol
+from typing import Any
 
-from bridge.automation.classify import LoginClassifier
+from bridge.automation.classify import MAX_TEXT_CHARS, LoginClassifier
 from bridge.automation.decide import decide
 from bridge.automation.directory import HrDirectory, LmsClient
 from bridge.automation.limits import allows, record
 from bridge.automation.verify import verify_sender
+from bridge.ascii import ascii_lower
 from bridge.config import AutomationConfig
 from bridge.errors import BridgeError, TransientError
 from bridge.models import GuardAction, InboundEmail
@@ -30,25 +31,10 @@ from bridge.pipeline.outbox import Effect
 
 log = logging.getLogger("bridge.automation")
 
-_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# Bounded parts, and a match may only start where a word starts: linear in the text (the
+# unbounded form retried every position of a long word to its end: 30 s for 100k characters).
+_ADDRESS = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,10}(?!\.?[\w-])")
 OUTCOME = {"reactivate": "reactivated", "send_reset": "reset", "escalate": "escalated"}
-
-
-class Notifier(Protocol):
-    """Where escalations go: the Slack thread of the ticket once the Slack issue lands."""
-
-    def escalate(self, ticket_id: int, reason: str, facts: dict[str, Any]) -> None: ...
-
-
-class LogNotifier:
-    """Escalations as one WARNING line each, until the Slack notifier replaces it."""
-
-    def __init__(self) -> None:
-        self.log = logging.getLogger("bridge.escalations")
-
-    def escalate(self, ticket_id: int, reason: str, facts: dict[str, Any]) -> None:
-        self.log.warning("ticket %s: escalated to a human: %s (sender %s)", ticket_id, reason,
-                         facts.get("sender", "?"))
 
 
 @dataclass
@@ -59,10 +45,9 @@ class Automation:
     classifier: LoginClassifier
     hr: HrDirectory
     lms: LmsClient
-    notifier: Notifier
 
     @classmethod
-    def from_config(cls, cfg: AutomationConfig, notifier: Notifier | None = None) -> "Automation | None":
+    def from_config(cls, cfg: AutomationConfig) -> "Automation | None":
         if not cfg.enabled or cfg.hr is None or cfg.lms is None:
             return None
         if cfg.sender.require == "none":
@@ -71,15 +56,13 @@ class Automation:
         elif not cfg.sender.trusted_authserv_ids:
             log.warning("automation.sender.trusted_authserv_ids is empty: no sender can be verified, "
                         "every login request will be escalated")
+        elif not cfg.sender.trusted_received_by:
+            log.warning("automation.sender.trusted_received_by is empty: an Authentication-Results header "
+                        "is trusted wherever it stands, so a forged one (written by the sender with our "
+                        "authserv-id) counts whenever the MTA does not add its own")
         if cfg.dry_run:
             log.warning("automation.dry_run is on: no LMS change is made (replies: %s)", cfg.dry_run_reply)
-        return cls(cfg, LoginClassifier(cfg.classifier), HrDirectory(cfg.hr), LmsClient(cfg.lms),
-                   notifier or LogNotifier())
-
-
-async def send_escalation(auto: Automation, payload: dict[str, Any], attempt: int) -> None:
-    """Outbox handler of the "escalation" effect."""
-    auto.notifier.escalate(payload["ticket"], payload["reason"], payload["facts"])
+        return cls(cfg, LoginClassifier(cfg.classifier), HrDirectory(cfg.hr), LmsClient(cfg.lms))
 
 
 def _ms(started: float) -> int:
@@ -87,8 +70,11 @@ def _ms(started: float) -> int:
 
 
 def other_accounts(email: InboundEmail, domains: tuple[str, ...]) -> list[str]:
-    """Organisation addresses in the body other than the sender's: someone else's account."""
-    found = {a.lower() for a in _ADDRESS.findall(email.text)}
+    """Organisation addresses in the body other than the sender's: someone else's account.
+
+    Scans the first ``MAX_TEXT_CHARS`` of the text, the part the classifier read.
+    """
+    found = {ascii_lower(a) for a in _ADDRESS.findall(email.text, 0, MAX_TEXT_CHARS)}
     ours = {d.lstrip("*.") for d in domains}
     return sorted(a for a in found if a != email.from_addr and a.rpartition("@")[2] in ours)
 
@@ -140,7 +126,7 @@ class LoginStage:
         (no email headers to check); emails are verified by their Authentication-Results."""
         timings: dict[str, int] = {}
         started = time.monotonic()
-        found = auto.classifier.classify(email.subject, email.text)
+        found = await ctx.blocking(auto.classifier.classify, email.subject, email.text)  # CPU: off the loop
         timings["classify"] = _ms(started)
         if not found.is_login:
             return {"login": False}
@@ -154,7 +140,7 @@ class LoginStage:
 
         started = time.monotonic()
         if requester is None:
-            verdict = verify_sender(email, auto.cfg.sender)
+            verdict = await ctx.blocking(verify_sender, email, auto.cfg.sender)
             trusted, reason = verdict.trusted, verdict.reason
         else:
             trusted, reason = requester["trusted"], requester["reason"]
@@ -237,9 +223,8 @@ class LoginStage:
         ctx.outbox.enqueue(Effect(f"login-note:{job.key}", "odoo_note",
                                   {"ticket": ticket, "body": note_html(job.key, run, auto.cfg.dry_run),
                                    "marker": job.key, "email_key": job.key}))
-        if escalated:  # through the outbox: a stage retried after an outage must not notify twice
-            ctx.outbox.enqueue(Effect(f"escalate:{job.key}", "escalation",
-                                      {"ticket": ticket, "reason": run["decision"]["reason"], "facts": run["facts"]}))
+        if escalated:  # once per email: a stage retried after an outage must not notify twice
+            ctx.escalate(job.key, ticket, run["decision"]["reason"], run["facts"])
 
 
 def note_html(key: str, run: dict[str, Any], dry_run: bool) -> str:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import re
-import string
 from dataclasses import dataclass
 from typing import Literal
 
 from mailparser.utils import get_addresses
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from bridge.ascii import ascii_lower
 from bridge.models import InboundEmail
 
-_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+# verify_sender runs on the event loop: hostile sizes are bounded. Our server's header is among
+# the topmost few and short; a Received header's "by" clause comes within its first words.
+MAX_RESULTS_HEADERS = 20
+MAX_RESULTS_CHARS = 8 * 1024
+_RECEIVED_SCAN = 2 * 1024
 _TOKEN = re.compile(r'[^\s()<>@,;:\\"/\[\]?=\x00-\x1f\x7f]+')  # RFC 2045 token: a bare authserv-id
 
 
@@ -23,7 +27,16 @@ class SenderPolicy(BaseModel):
     ``organisation_domains`` are exact; subdomains only through an explicit ``"*.example.com"``
     entry, which matches proper subdomains but not ``example.com`` itself.
     ``trusted_authserv_ids`` name OUR receiving servers: anyone can add an Authentication-Results
-    header to a message, only the ones our server stamped are evidence.
+    header to a message, only the ones our server stamped are evidence. The MTA MUST therefore
+    remove incoming Authentication-Results headers that carry its authserv-id (RFC 8601 §5; check
+    that the milter or filter in use does, case-insensitively), or a header the sender wrote
+    with our id is read as our server's whenever our server adds none.
+    ``trusted_received_by`` names the hosts our receiving MTA writes in the ``by`` clause of its
+    ``Received`` header. When set, only Authentication-Results headers ABOVE the topmost such
+    ``Received`` header count (they were added after our MTA took the message in); if no such
+    header exists, nothing is trusted. This catches a forged header when our milter failed open
+    or a path (internal submission) skipped it. When empty, any position counts (the app warns).
+    Ids, hosts and domains compare ASCII case-insensitively, never by Unicode case folding.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -31,6 +44,7 @@ class SenderPolicy(BaseModel):
     require: Literal["dmarc", "dkim", "none"] = "dmarc"
     organisation_domains: tuple[str, ...] = ()
     trusted_authserv_ids: tuple[str, ...] = ()
+    trusted_received_by: tuple[str, ...] = ()
 
     @field_validator("organisation_domains")
     @classmethod
@@ -46,10 +60,18 @@ class SenderPolicy(BaseModel):
     @field_validator("trusted_authserv_ids")
     @classmethod
     def _ids_lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        ids = tuple(entry.strip().lower() for entry in value)
+        ids = tuple(ascii_lower(entry.strip()) for entry in value)
         if not all(ids):
             raise ValueError("an empty authserv-id would trust headers that name no server")
         return ids
+
+    @field_validator("trusted_received_by")
+    @classmethod
+    def _hosts_lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        hosts = tuple(_domain(entry) for entry in value)
+        if not all(hosts):
+            raise ValueError("an empty host name would match no Received header")
+        return hosts
 
 
 @dataclass(frozen=True)
@@ -192,9 +214,9 @@ def parse_authentication_results(value: str) -> tuple[str, list[dict]]:
         method, result = pairs[0] if pairs else ("", None)
         if not method or not result:
             continue  # "none", an empty trailing ";" or a fragment we cannot read
-        props = {key.lower(): val for key, val in pairs[1:] if val is not None}
+        props = {ascii_lower(key): val for key, val in pairs[1:] if val is not None}
         results.append(
-            {"method": method.split("/")[0].strip().lower(), "result": result.lower(), "props": props}
+            {"method": ascii_lower(method.split("/")[0].strip()), "result": ascii_lower(result), "props": props}
         )
     return authserv_id, results
 
@@ -208,7 +230,7 @@ def _domain(text: str) -> str:
     Only ASCII: Unicode case folding and IDNA mapping turn look-alikes (KELVIN SIGN, fullwidth
     letters) into real domains, and a security check must not make two different names equal.
     """
-    return text.strip().strip(".").translate(_ASCII_LOWER)
+    return ascii_lower(text.strip().strip("."))
 
 
 def _addr_domain(addr: str) -> str:
@@ -230,10 +252,16 @@ def _addresses(values: tuple[str, ...]) -> list[str]:
 
 
 def _header_problem(email: InboundEmail, domain: str) -> str:
-    """Why From/Sender make the identity ambiguous, or "" when they do not."""
+    """Why From/Sender/Subject make the identity ambiguous, or "" when they do not.
+
+    A repeated Subject is as ambiguous as a repeated From: DKIM may have signed one while the
+    reader (and the classifier) sees the other.
+    """
     from_values = email.headers.get("from", ())
     if len(from_values) > 1 or len(_addresses(from_values)) > 1:
         return "the From header holds several addresses"
+    if len(email.headers.get("subject", ())) > 1:
+        return "the Subject header appears more than once"
     sender_values = email.headers.get("sender", ())
     if sender_values:
         senders = _addresses(sender_values)
@@ -285,11 +313,45 @@ def _judge(results: list[dict], domain: str, server: str, require: str) -> tuple
     return False, f"no {wanted} for {domain} from {server} ({_summary(results, methods)})"
 
 
+def received_by(value: str) -> str:
+    """The host of a Received header's ``by`` clause (ASCII lower-case, no trailing dot), or "".
+
+    The clause must come first, or right after the ``from`` clause (whose HELO name is one word
+    chosen by the sender, "by" included); comments and the date after the last ";" are ignored.
+    """
+    text = _strip_comments(value[:_RECEIVED_SCAN])
+    words = (text.rpartition(";")[0] if ";" in text else text).split()
+    start = 2 if words and ascii_lower(words[0]) == "from" else 0
+    if len(words) > start + 1 and ascii_lower(words[start]) == "by":
+        return _domain(words[start + 1])
+    return ""
+
+
+def _results_headers(email: InboundEmail, policy: SenderPolicy) -> tuple[list[str], list[str], str]:
+    """The Authentication-Results values that may count, those ignored for their position, and
+    why nothing may count ("" when something may)."""
+    if not policy.trusted_received_by:
+        return list(email.headers.get("authentication-results", ())), [], ""
+    hosts = ", ".join(policy.trusted_received_by)
+    above: list[str] = []
+    for index, (name, value) in enumerate(email.header_fields):
+        if name == "authentication-results":
+            above.append(value)
+        elif name == "received" and received_by(value) in policy.trusted_received_by:
+            below = [v for n, v in email.header_fields[index + 1 :] if n == "authentication-results"]
+            return above, below, ""
+    return [], [], f"no Received header by our receiving server ({hosts}): no Authentication-Results can be trusted"
+
+
 def verify_sender(email: InboundEmail, policy: SenderPolicy) -> Verdict:
     """Trusted only if the From domain is ours to serve and OUR server vouches for it.
 
     Only the topmost Authentication-Results of a trusted authserv-id counts: our server prepends
     its own, anything below it (or from another authserv-id) may have been written by the sender.
+    The first ``MAX_RESULTS_HEADERS`` are looked at; one longer than ``MAX_RESULTS_CHARS`` ends
+    the search untrusted (a sender cannot put headers above our server's). With
+    ``policy.trusted_received_by``, only headers above our MTA's topmost Received header are
+    looked at (see ``SenderPolicy``).
     """
     domain = _addr_domain(email.from_addr)
     if not domain:
@@ -302,13 +364,28 @@ def verify_sender(email: InboundEmail, policy: SenderPolicy) -> Verdict:
     if policy.require == "none":
         return Verdict(True, f"sender domain {domain} accepted; policy none: no authentication checked")
 
+    candidates, below, untrusted = _results_headers(email, policy)
+    if untrusted:
+        return Verdict(False, untrusted)
     evidence: list[str] = []
-    for value in email.headers.get("authentication-results", ()):
+    for value in candidates[:MAX_RESULTS_HEADERS]:
+        if len(value) > MAX_RESULTS_CHARS:  # not read, and nothing below it may stand in for it
+            evidence.append(f"not read (longer than {MAX_RESULTS_CHARS} characters): {value[:200]}…")
+            return Verdict(False, f"an Authentication-Results header is longer than {MAX_RESULTS_CHARS} "
+                                  "characters: not read", tuple(evidence))
         authserv_id, results = parse_authentication_results(value)
-        if authserv_id.lower() not in policy.trusted_authserv_ids:
+        if ascii_lower(authserv_id) not in policy.trusted_authserv_ids:
             evidence.append(f"ignored (authserv-id {authserv_id or '?'} is not trusted): {value}")
             continue
         evidence.append(f"used: {value}")
         trusted, reason = _judge(results, domain, authserv_id, policy.require)
         return Verdict(trusted, reason, tuple(evidence))
-    return Verdict(False, "no Authentication-Results from a trusted server", tuple(evidence))
+    reason = "no Authentication-Results from a trusted server"
+    if len(candidates) > MAX_RESULTS_HEADERS:
+        reason += f" among the topmost {MAX_RESULTS_HEADERS}"
+    if policy.trusted_received_by:
+        hosts = ", ".join(policy.trusted_received_by)
+        reason += f" above the Received header of {hosts}"
+        evidence += [f"ignored (below the Received header of {hosts}): {value}"
+                     for value in below[:MAX_RESULTS_HEADERS]]
+    return Verdict(False, reason, tuple(evidence))

@@ -1,50 +1,97 @@
-"""Outgoing replies: Jinja2 templates (text + HTML) → a MIME message with threading headers."""
+"""Outgoing mail: Jinja2 templates (text + HTML) → a MIME message with threading headers and a kind."""
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
-from email.policy import Compat32
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
+from email.policy import Compat32
 from email.utils import formataddr, formatdate
 from pathlib import Path
 
+import idna
 import jinja2
 
-from bridge.errors import ConfigurationError, RejectedByService
+from bridge.errors import ConfigurationError, Undeliverable
 from bridge.mail.thread_ids import make_message_id, strip_reply_prefixes, subject_tag
 from bridge.models import InboundEmail
+
+# The defaults ship inside the package (pyproject.toml package-data); tickets.templates_dir, when
+# set, is a folder of overrides consulted first, file by file.
+PACKAGED_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+# Every template the code renders: <name>.subject.j2, .txt.j2 and .html.j2 must exist for each.
+TEMPLATE_NAMES = ("ack", "login_reactivated", "login_reset", "login_escalated")
+TEMPLATE_PARTS = ("subject", "txt", "html")
+
+
+class MessageKind(enum.StrEnum):
+    """What an outgoing mail is: decides its automatic-reply headers and its Message-ID token."""
+
+    ACKNOWLEDGEMENT = "acknowledgement"
+    AUTOMATION_OUTCOME = "automation_outcome"
+    AGENT_REPLY = "agent_reply"
+    CLOSING_NOTICE = "closing_notice"
+    REMINDER = "reminder"
+
+    @property
+    def automatic(self) -> bool:
+        """Sent by the bridge on its own (RFC 3834 Auto-Submitted), not written by a person."""
+        return self is not MessageKind.AGENT_REPLY
+
+    @property
+    def id_token(self) -> str:
+        """The ``kind`` part of its Message-ID (bridge/mail/thread_ids.py). Ids are verified with
+        the token they carry, so ids minted before kinds existed (``ack``, ``login``) still verify."""
+        return _ID_TOKENS[self]
+
+
+_ID_TOKENS = {
+    MessageKind.ACKNOWLEDGEMENT: "ack",  # unchanged from before kinds existed
+    MessageKind.AUTOMATION_OUTCOME: "auto",  # was "login" (the template's prefix)
+    MessageKind.AGENT_REPLY: "agent",
+    MessageKind.CLOSING_NOTICE: "close",
+    MessageKind.REMINDER: "remind",
+}
 
 
 class _PlainShortLines(Compat32):
     """compat32 folding at 78 columns, except that a header line that is already short plain
     ASCII is written as it is, which is what Header.encode returns for it after splitting and
-    re-joining it word by word: that was 40% of the CPU of composing a reply."""
+    re-joining it word by word: that was 40% of the CPU of composing a reply.
+
+    With ``raw_utf8`` (a message for an SMTPUTF8 session, RFC 6532) a non-ASCII string value, an
+    internationalised address, is written as UTF-8 as it is: compat32 would turn it into an
+    encoded word, which is not an address any more."""
+
+    raw_utf8 = False
 
     def _fold(self, name: str, value: object, sanitize: bool) -> str:
-        if (
-            isinstance(value, str)
-            and value.isascii()
-            and len(name) + 2 + len(value) <= (self.max_line_length or 78)
-            and "\r" not in value
-            and "\n" not in value
-        ):
-            return f"{name}: {value}{self.linesep}"
+        if isinstance(value, str) and "\r" not in value and "\n" not in value:
+            if value.isascii() and len(name) + 2 + len(value) <= (self.max_line_length or 78):
+                return f"{name}: {value}{self.linesep}"
+            if self.raw_utf8 and not value.isascii():
+                return f"{name}: {value}{self.linesep}"
         return super()._fold(name, value, sanitize)
 
 
 # Long headers (References with many ids) fold at 78 columns: RFC 5322 forbids lines over 998.
 _FOLDING = _PlainShortLines(max_line_length=78)
+_FOLDING_UTF8 = _PlainShortLines(max_line_length=78, raw_utf8=True)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-_ADDRESS = re.compile(r"[^\s<>()\[\],;:\"@]+@[^\s<>()\[\],;:\"@]+")
+_ADDRESS = re.compile(r"[^\s\x00-\x1f\x7f<>()\[\],;:\"@]+@[^\s\x00-\x1f\x7f<>()\[\],;:\"@]+")
+_MAX_ADDRESS = 254  # RFC 5321's path limit (256) less the angle brackets
 
 
 @dataclass(frozen=True)
 class OutgoingMail:
-    """A composed reply, ready for the outbox."""
+    """A composed mail, ready for the outbox.
+
+    ``raw`` is a str: ASCII, or (``needs_smtputf8``) UTF-8 headers for an internationalised
+    address, which the SMTP adapter sends encoded as UTF-8 in an SMTPUTF8 session."""
 
     message_id: str
     sender: str
@@ -52,6 +99,9 @@ class OutgoingMail:
     subject: str
     text: str
     raw: str
+    kind: MessageKind
+    template: str
+    needs_smtputf8: bool = False
 
 
 def _one_line(text: str, limit: int = 200) -> str:
@@ -59,12 +109,53 @@ def _one_line(text: str, limit: int = 200) -> str:
     return _CONTROL.sub(" ", text).strip()[:limit]
 
 
+def envelope_address(address: str) -> tuple[str, bool]:
+    """``address`` as it goes on the envelope and in the headers, and whether that needs SMTPUTF8.
+
+    An ASCII local part at an internationalised domain is written with the domain's A-labels
+    (IDNA 2008, UTS 46), which every server accepts; only a non-ASCII local part needs SMTPUTF8.
+    """
+    if address.isascii():
+        return address, False
+    local, _, domain = address.rpartition("@")
+    if local.isascii():
+        try:
+            return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}", False
+        except idna.IDNAError:
+            pass  # not a valid IDN: only a server that takes UTF-8 as it is may make sense of it
+    return address, True
+
+
+def _mailbox(name: str, address: str) -> str:
+    """``Name <address>`` for a header: the name as formataddr writes it (an encoded word when it
+    is not ASCII), the address as it is, UTF-8 included (RFC 6532)."""
+    if address.isascii():
+        return formataddr((name, address), charset="utf-8")
+    if not name:
+        return address
+    placeholder = "placeholder@invalid"
+    phrase = formataddr((name, placeholder), charset="utf-8").removesuffix(f" <{placeholder}>")
+    return f"{phrase} <{address}>"
+
+
+def template_loader(override: str | Path | None) -> jinja2.BaseLoader:
+    """The packaged templates, behind the override folder when one is configured."""
+    packaged = jinja2.FileSystemLoader(str(PACKAGED_TEMPLATES))
+    if not override:
+        return packaged
+    path = Path(override)
+    if not path.is_dir():
+        raise ConfigurationError(f"tickets.templates_dir: {path} is not a folder")
+    return jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(path)), packaged])
+
+
 class Composer:
-    """Renders the operator-overridable templates into replies that thread in every client."""
+    """Renders the templates (packaged, or the operator's overrides) into mail that threads in
+    every client and says what kind of mail it is."""
 
     def __init__(
         self,
-        templates_dir: str | Path,
+        templates_dir: str | Path | None,
         *,
         from_address: str,
         from_name: str,
@@ -73,11 +164,9 @@ class Composer:
         tag_prefix: str,
         max_references: int = 32,
     ) -> None:
-        path = Path(templates_dir)
-        if not path.is_dir():
-            raise ConfigurationError(f"tickets.templates_dir: {path} is not a folder")
+        """``templates_dir``: a folder of overrides, or empty/None for the packaged templates only."""
         self._env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(path)),
+            loader=template_loader(templates_dir),
             autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2")),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
@@ -98,13 +187,25 @@ class Composer:
 
     def acknowledgement(self, email: InboundEmail, ticket_id: int) -> OutgoingMail:
         """The reply that tells a customer their ticket exists and how to follow up."""
-        return self.reply(email, ticket_id, template="ack", kind="ack")
+        return self.reply(email, ticket_id, template="ack", kind=MessageKind.ACKNOWLEDGEMENT)
 
     def reply(
-        self, email: InboundEmail, ticket_id: int, *, template: str, kind: str, values: dict | None = None
+        self,
+        email: InboundEmail,
+        ticket_id: int,
+        *,
+        template: str,
+        kind: MessageKind | str,
+        values: dict | None = None,
     ) -> OutgoingMail:
-        """Any templated reply to ``email``: ``<template>.subject.j2``, ``.txt.j2``, ``.html.j2``;
-        ``values`` add to the standard ones (``lang``, ``test_mode`` for the login replies)."""
+        """Any templated mail in answer to ``email``: ``<template>.subject.j2``, ``.txt.j2``,
+        ``.html.j2``; ``values`` add to the standard ones (``lang``, ``test_mode`` for the login
+        replies). Raises Undeliverable for an address no mail can ever be sent to."""
+        kind = MessageKind(kind)
+        recipient, recipient_utf8 = self._recipient(email.from_addr)
+        sender, sender_utf8 = envelope_address(self.from_address)
+        needs_smtputf8 = recipient_utf8 or sender_utf8
+
         tag = subject_tag(ticket_id, self.tag_prefix)
         untagged = re.sub(rf"\s*\[#{re.escape(self.tag_prefix)}\d+\]", "", _one_line(email.subject), flags=re.I)
         original = strip_reply_prefixes(untagged).strip() or "(no subject)"
@@ -122,20 +223,13 @@ class Composer:
         subject = _one_line(self._render(f"{template}.subject.j2", **values), 250)
         text = self._render(f"{template}.txt.j2", **values)
         html = self._render(f"{template}.html.j2", **values)
-        message_id = make_message_id(ticket_id, self.domain, self.secret, kind=kind)
-        if not _ADDRESS.fullmatch(email.from_addr):
-            raise RejectedByService(f"cannot reply to {email.from_addr!r}: not a plain address", service="smtp")
-        try:
-            recipient = formataddr((values["customer_name"], email.from_addr), charset="utf-8")
-            sender = formataddr((self.from_name, self.from_address), charset="utf-8")
-        except (ValueError, UnicodeError) as exc:
-            raise RejectedByService(f"cannot reply to {email.from_addr!r}: {exc}", service="smtp") from exc
+        message_id = make_message_id(ticket_id, self.domain, self.secret, kind=kind.id_token)
 
         # compat32 MIME classes: several times cheaper than EmailMessage's header parsing, which
         # dominated the cost of a reply under load; every header value here is ours or sanitised.
         msg = MIMEMultipart("alternative")
-        msg["From"] = sender
-        msg["To"] = recipient
+        msg["From"] = _mailbox(self.from_name, sender)
+        msg["To"] = recipient  # the bare address: the sender's display name is theirs to choose, not ours to echo
         msg["Subject"] = Header(subject, "utf-8") if not subject.isascii() else subject
         msg["Date"] = formatdate(localtime=False, usegmt=True)
         msg["Message-ID"] = message_id
@@ -143,17 +237,33 @@ class Composer:
             references = [*email.references, email.message_id][-self.max_references :]
             msg["In-Reply-To"] = email.message_id
             msg["References"] = " ".join(references)
-        msg["Auto-Submitted"] = "auto-replied"
-        msg["X-Auto-Response-Suppress"] = "All"
+        if kind.automatic:
+            msg["Auto-Submitted"] = "auto-replied"
+            msg["X-Auto-Response-Suppress"] = "All"
         msg["X-Loop"] = self.loop_token
+        msg["X-Bridge-Kind"] = kind.value
         msg["X-Bridge-Template"] = template
         msg.attach(MIMEText(text, "plain", "utf-8"))
         msg.attach(MIMEText(html, "html", "utf-8"))
         return OutgoingMail(
             message_id=message_id,
-            sender=self.from_address,
-            recipient=email.from_addr,
+            sender=sender,
+            recipient=recipient,
             subject=subject,
             text=text,
-            raw=msg.as_string(maxheaderlen=78, policy=_FOLDING),
+            raw=msg.as_string(maxheaderlen=78, policy=_FOLDING_UTF8 if needs_smtputf8 else _FOLDING),
+            kind=kind,
+            template=template,
+            needs_smtputf8=needs_smtputf8,
         )
+
+    @staticmethod
+    def _recipient(address: str) -> tuple[str, bool]:
+        """The address a reply goes to, and whether it needs SMTPUTF8; Undeliverable when there is
+        none. The reason never repeats the address: it reaches logs and notes."""
+        if not _ADDRESS.fullmatch(address):
+            raise Undeliverable("cannot reply: the sender's address is not a plain address", service="smtp")
+        if len(address.encode("utf-8")) > _MAX_ADDRESS:
+            raise Undeliverable(f"cannot reply: the sender's address is longer than {_MAX_ADDRESS} bytes",
+                                service="smtp")
+        return envelope_address(address)

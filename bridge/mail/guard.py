@@ -6,11 +6,14 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from bridge.ascii import ascii_lower
 from bridge.config import GuardConfig
 from bridge.mail.thread_ids import minted_here
 from bridge.models import GuardAction, GuardVerdict, InboundEmail
 
 SCAN_BYTES = 256 * 1024  # how much of each attached original a bounce check reads
+# Our own names (addresses, domains, the loop token) compare with A-Z lower-cased only:
+# str.lower() maps KELVIN SIGN to "k", so a look-alike would pass for ours.
 
 _BOUNCE_SUBJECT = re.compile(
     r"\s*(?:undeliver(?:ed|able)\b|delivery status notification|mail delivery failed"
@@ -45,8 +48,8 @@ class GuardContext:
 
 
 def address_matches(pattern: str, address: str) -> bool:
-    """Whole-address match, case-insensitive, ``*`` = any run; linear-ish, no regex backtracking."""
-    pattern, address = pattern.strip().lower(), address.strip().lower()
+    """Whole-address match, ASCII case-insensitive, ``*`` = any run; linear-ish, no regex backtracking."""
+    pattern, address = ascii_lower(pattern.strip()), ascii_lower(address.strip())
     if not address:
         return False
     p = a = 0
@@ -170,10 +173,10 @@ def _is_ours(message_id: str, ctx: GuardContext) -> bool:
 
 def _loop_evidence(email: InboundEmail, ctx: GuardContext) -> str:
     """Why this is our own mail coming straight back, or ""."""
-    token = ctx.loop_token.strip().lower()
+    token = ascii_lower(ctx.loop_token.strip())
     if token:
         for value in _values(email, "x-loop"):
-            if token in value.lower():
+            if token in ascii_lower(value):
                 return f"X-Loop: {_short(value)} is our loop token"
     if "x-bridge-loop" in email.headers:
         return f"X-Bridge-Loop: {_short(email.header('x-bridge-loop'))}"

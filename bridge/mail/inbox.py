@@ -56,6 +56,11 @@ def connect(cfg: ImapConfig) -> imapclient.IMAPClient:
             ssl_context=context,
             timeout=cfg.timeout_seconds,
         )
+        if not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
+            # imapclient turns imaplib's debug level to 5 to route its trace to a logger, and
+            # imaplib then formats a repr of every literal before the logger drops the line:
+            # for a 20 MB email that held the GIL for ~0.25 s (bench/loop_stall).
+            client._imap.debug = 0
         if cfg.security == "starttls":
             client.starttls(context)
         authenticate(client, cfg)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 import threading
 import time
@@ -14,12 +15,22 @@ from typing import Any, TypeVar
 import aiosmtplib
 
 from bridge.config import SmtpConfig
-from bridge.errors import AccessDenied, RejectedByService, ServiceDown, TransientError
+from bridge.errors import (
+    AccessDenied,
+    RecipientDeferred,
+    RejectedByService,
+    ServiceDown,
+    TransientError,
+    Undeliverable,
+)
 
 log = logging.getLogger("bridge.smtp")
 
 _QUIT_TIMEOUT = 5.0  # QUIT is a courtesy: never hold a sender long for it
 T = TypeVar("T")
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_ENHANCED_STATUS = re.compile(r"\s*([245]\.\d{1,3}\.\d{1,3})(?!\S)")
+_ADDRESS_IN_TEXT = re.compile(r"<?[^\s<>@]+@[^\s<>@]+>?")
 
 
 @dataclass(eq=False)
@@ -33,6 +44,47 @@ class _Connection:
 
 class _StaleConnection(Exception):
     """A reused connection was found dead before DATA: nothing was handed over, so a new one may try."""
+
+
+@dataclass(frozen=True)
+class _Envelope:
+    """What one transaction sends: the bytes of the message and how the session must carry them."""
+
+    data: bytes
+    sender: str
+    recipients: list[str]
+    smtputf8: bool  # a non-ASCII address or header (RFC 6531/6532): only a server offering SMTPUTF8 takes it
+    eight_bit: bool  # any byte over 127: declared BODY=8BITMIME where the server offers it
+
+    @classmethod
+    def of(cls, raw: str | bytes, sender: str, recipients: list[str]) -> _Envelope:
+        data = raw.encode("utf-8") if isinstance(raw, str) else raw
+        headers = _HEADER_END.split(data, 1)[0]
+        smtputf8 = not (sender.isascii() and all(r.isascii() for r in recipients) and headers.isascii())
+        return cls(data, sender, recipients, smtputf8, not data.isascii())
+
+
+def _reply_code(exc: aiosmtplib.SMTPResponseException) -> str:
+    """``550 5.1.1``: the reply code and its enhanced status code, none of the server's text,
+    which names the recipient more often than not."""
+    match = _ENHANCED_STATUS.match(exc.message or "")
+    return f"{exc.code} {match.group(1)}" if match else str(exc.code)
+
+
+def _scrubbed(text: str) -> str:
+    """A server's reply text with any address in it replaced: errors reach /readyz and logs."""
+    return _ADDRESS_IN_TEXT.sub("<address>", text)
+
+
+async def _greet(client: aiosmtplib.SMTP) -> None:
+    """EHLO now if connect() did not (plain, no AUTH): its extensions (SMTPUTF8) are needed before MAIL."""
+    if client.is_ehlo_or_helo_needed:
+        try:
+            await client.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            if not client.is_connected:
+                raise
+            await client.helo()  # a server without ESMTP: no SMTPUTF8, no 8BITMIME
 
 
 def _session_gone(exc: BaseException) -> bool:
@@ -100,20 +152,31 @@ class SmtpSender:
         return options
 
     async def send(self, raw: str | bytes, sender: str, recipients: list[str]) -> None:
-        """Deliver ``raw`` or raise TransientError / RejectedByService / AccessDenied."""
+        """Deliver ``raw`` (a str is sent as UTF-8) or raise a BridgeError:
+
+        - Undeliverable: every recipient refused with 5xx, or a non-ASCII address (or header)
+          and a server that does not offer SMTPUTF8 (then nothing was sent);
+        - RecipientDeferred: a recipient deferred with 4xx; the server itself is up;
+        - RejectedByService / TransientError: the server refused MAIL or DATA with 5xx / 4xx;
+        - ServiceDown: the server cannot be reached; AccessDenied: the login was refused.
+
+        Error texts never contain a recipient's address: they reach logs and ``/readyz``.
+        """
+        envelope = _Envelope.of(raw, sender, recipients)
         try:
-            await self._on_own_loop(self._deliver(raw, sender, recipients))
+            await self._on_own_loop(self._deliver(envelope))
         except aiosmtplib.SMTPAuthenticationError as exc:
             raise AccessDenied(f"login refused ({exc.code})", service="smtp") from exc
         except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [err.code for err in exc.recipients]
-            if all(code >= 500 for code in codes):
-                raise RejectedByService(f"recipient refused: {exc.recipients[0].message}", service="smtp") from exc
-            raise TransientError(f"recipient deferred: {exc.recipients[0].message}", service="smtp") from exc
+            codes = ", ".join(sorted({_reply_code(err) for err in exc.recipients}))
+            if all(err.code >= 500 for err in exc.recipients):
+                raise Undeliverable(f"recipient refused ({codes})", service="smtp") from exc
+            raise RecipientDeferred(f"recipient deferred ({codes})", service="smtp") from exc
         except aiosmtplib.SMTPResponseException as exc:
+            text = f"{exc.code} {_scrubbed(exc.message)}"
             if exc.code >= 500:
-                raise RejectedByService(f"{exc.code} {exc.message}", service="smtp") from exc
-            raise TransientError(f"{exc.code} {exc.message}", service="smtp") from exc
+                raise RejectedByService(text, service="smtp") from exc
+            raise TransientError(text, service="smtp") from exc
         except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
             raise ServiceDown(f"cannot reach {self.cfg.host}:{self.cfg.port}", service="smtp") from exc
         except (aiosmtplib.SMTPTimeoutError, asyncio.TimeoutError) as exc:
@@ -146,35 +209,51 @@ class SmtpSender:
         idle, self._idle = self._idle, []
         await asyncio.gather(*(self._retire(conn, "closing") for conn in idle))
 
-    async def _deliver(self, raw: str | bytes, sender: str, recipients: list[str]) -> None:
+    async def _deliver(self, envelope: _Envelope) -> None:
         """One transaction; once more on a new connection if a reused one was dead before DATA."""
         try:
-            await self._transact(await self._take(reuse=True), raw, sender, recipients)
+            await self._transact(await self._take(reuse=True), envelope)
         except _StaleConnection as stale:
             log.debug("smtp: reused connection was gone (%s), retrying on a new one", stale.__cause__)
-            await self._transact(await self._take(reuse=False), raw, sender, recipients)
+            await self._transact(await self._take(reuse=False), envelope)
 
-    async def _transact(self, conn: _Connection, raw: str | bytes, sender: str, recipients: list[str]) -> None:
+    async def _transact(self, conn: _Connection, envelope: _Envelope) -> None:
         """MAIL, RCPT, DATA as explicit steps, so a failure is known to be before or after DATA began.
 
         On success the connection goes back to the pool (or is retired at its message limit); on
         any failure it is retired. Raises _StaleConnection only when retrying cannot double the
-        email: the connection was reused and DATA had not been sent.
+        email: the connection was reused and DATA had not been sent. Raises Undeliverable before
+        MAIL, leaving the connection in the pool, when the message needs SMTPUTF8 and the server
+        (its EHLO) does not offer it.
         """
         client = conn.client
+        options: list[str] = []
+        if envelope.smtputf8:
+            if not client.supports_extension("smtputf8"):
+                self._release(conn)  # nothing was said on it: as good as before
+                raise Undeliverable(
+                    "the mail server does not offer SMTPUTF8, which an internationalised address needs",
+                    service="smtp",
+                )
+            options.append("SMTPUTF8")
+        if envelope.eight_bit and client.supports_extension("8bitmime"):
+            options.append("BODY=8BITMIME")  # RFC 6531 servers offer it; a UTF-8 header is 8-bit data
+        encoding = "utf-8" if envelope.smtputf8 else "ascii"
         data_started = False
         try:
-            await client.mail(sender)
+            await client.mail(envelope.sender, options=options, encoding=encoding)
             refused: list[aiosmtplib.SMTPRecipientRefused] = []
-            for recipient in recipients:
+            for recipient in envelope.recipients:
                 try:
-                    await client.rcpt(recipient)
+                    await client.rcpt(recipient, encoding=encoding)
                 except aiosmtplib.SMTPRecipientRefused as exc:
+                    if exc.code == 421:  # the server is closing the session: nothing to do with this recipient
+                        raise
                     refused.append(exc)
-            if len(refused) == len(recipients):  # like sendmail(): fine if anyone accepted
+            if len(refused) == len(envelope.recipients):  # like sendmail(): fine if anyone accepted
                 raise aiosmtplib.SMTPRecipientsRefused(refused)
             data_started = True
-            await client.data(raw)
+            await client.data(envelope.data)
         except asyncio.CancelledError:
             self._forget(conn, "cancelled")
             raise
@@ -208,7 +287,8 @@ class SmtpSender:
         self._open += 1
         client = aiosmtplib.SMTP(**self._options())
         try:
-            await client.connect()  # EHLO, STARTTLS and AUTH as configured
+            await client.connect()  # STARTTLS and AUTH as configured (each with its EHLO)
+            await _greet(client)
         except BaseException:
             client.close()
             self._open -= 1
@@ -267,12 +347,15 @@ class SmtpSender:
         )
         try:
             await client.connect()
+            await _greet(client)
             if self.cfg.username:
                 await client.login(self.cfg.username, self.cfg.password.get_secret_value())
+            utf8 = client.supports_extension("smtputf8")
             await client.quit()
         except aiosmtplib.SMTPAuthenticationError as exc:
             raise AccessDenied(f"login refused ({exc.code})", service="smtp") from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise ServiceDown(f"cannot reach {self.cfg.host}:{self.cfg.port}: {exc}", service="smtp") from exc
         auth = " auth ok" if self.cfg.username else ""
-        return f"SMTP {self.cfg.host}:{self.cfg.port} ({self.cfg.security}) EHLO ok{auth}"
+        eai = "SMTPUTF8" if utf8 else "no SMTPUTF8: internationalised addresses get no reply"
+        return f"SMTP {self.cfg.host}:{self.cfg.port} ({self.cfg.security}) EHLO ok{auth}; {eai}"

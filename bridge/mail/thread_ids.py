@@ -8,6 +8,7 @@ import re
 import secrets
 import unicodedata
 
+from bridge.ascii import ascii_lower
 from bridge.models import InboundEmail
 
 _KIND = re.compile(r"[a-z0-9]{1,16}")
@@ -38,7 +39,7 @@ def make_message_id(ticket_id: int, domain: str, secret: bytes, kind: str = "ack
 def _token(message_id: str, domain: str) -> re.Match[str] | None:
     """The parts of an id in our format at ``domain`` (the domain compared case-insensitively)."""
     match = _TOKEN.fullmatch(message_id.strip().removeprefix("<").removesuffix(">").strip())
-    return match if match and match.group(5).lower() == domain.strip().lower() else None
+    return match if match and ascii_lower(match.group(5)) == ascii_lower(domain.strip()) else None
 
 
 def minted_here(message_id: str, domain: str) -> bool:

@@ -11,7 +11,6 @@ import time
 import xmlrpc.client
 from collections.abc import Mapping
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 from xml.parsers.expat import ExpatError
 
 import requests
@@ -26,6 +25,7 @@ from bridge.errors import (
     TransientError,
 )
 from bridge.http_session import pooled_session
+from bridge.logs import display_url
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +124,6 @@ def _first_line(message: str) -> str:
     return line if len(line) <= _MAX_MESSAGE else line[: _MAX_MESSAGE - 1] + "…"
 
 
-def _safe_url(url: str) -> str:
-    """The URL without any ``user:password@`` part, for error messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
-
-
 def _label(service: str, method: str, args: tuple[Any, ...]) -> str:
     """What a call is about, for messages: ``model.method`` for object calls. Never the arguments."""
     if service == "object" and len(args) >= 5 and isinstance(args[3], str) and isinstance(args[4], str):
@@ -193,14 +186,14 @@ class _HttpTransport:
                 self._request(url, content_type, body), **self._send_options
             )
         except requests.ConnectionError as exc:  # includes ConnectTimeout
-            raise ServiceDown(f"{where}: cannot reach {_safe_url(url)}", service=SERVICE) from exc
+            raise ServiceDown(f"{where}: cannot reach {display_url(url)}", service=SERVICE) from exc
         except requests.Timeout as exc:
             raise TransientError(f"{where}: no answer within {self._timeout:g}s", service=SERVICE) from exc
         except requests.RequestException as exc:
             raise TransientError(f"{where}: {type(exc).__name__}", service=SERVICE) from exc
         log.debug("%s: HTTP %s in %.3fs", where, response.status_code, time.monotonic() - started)
         if response.status_code != 200:
-            raise status_error(response.status_code, where, _safe_url(url))
+            raise status_error(response.status_code, where, display_url(url))
         return response
 
 
@@ -305,6 +298,12 @@ class OdooRPC:
             major = str((self._version.get("server_version_info") or ["0"])[0])
         digits = re.search(r"\d+", major)
         return int(digits.group()) if digits else 0
+
+    @property
+    def uid(self) -> int:
+        """The uid we act as (what records we create carry as ``create_uid``); logs in first if needed."""
+        with self._lock:
+            return self._uid if self._uid is not None else self._login_locked()
 
     def authenticate(self) -> int:
         """Log in and remember the uid; Odoo answers False (not a fault) to bad credentials."""

@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar
 from bridge.config import OdooConfig
 from bridge.errors import ConfigurationError
 from bridge.models import Attachment
+from bridge.odoo.attachments import stored_mimetype
 from bridge.odoo.rpc import SERVICE, OdooRPC, as_id
 
 T = TypeVar("T")
@@ -270,10 +271,11 @@ class TicketDesk:
         return as_id(ids[0]) if ids else 0
 
     def tickets_after(self, ticket_id: int, created_before: str, limit: int = 100) -> list[int]:
-        """Tickets with a higher id, created before ``created_before`` (UTC), oldest first."""
+        """Tickets created in Odoo with a higher id, created before ``created_before`` (UTC), oldest
+        first. Tickets our own user created (from emails) are left out: the email path runs them."""
         ids = self._rpc.execute_kw(
             self.profile.model, "search",
-            [[("id", ">", ticket_id), ("create_date", "<=", created_before)]],
+            [[("id", ">", ticket_id), ("create_date", "<=", created_before), ("create_uid", "!=", self._rpc.uid)]],
             {"limit": limit, "order": "id asc"},
         )
         return [as_id(i) for i in ids]
@@ -281,28 +283,34 @@ class TicketDesk:
     def ticket_request(self, ticket_id: int) -> dict[str, Any] | None:
         """What the login playbook needs of a ticket created in Odoo; None if it does not exist.
 
-        ``by_portal_customer`` says whether a portal user created it for their own partner: the
-        only case where Odoo itself has authenticated the requester. ``from_email`` says whether
-        an email is on its chatter (then the email path handles it).
+        ``by_portal_customer`` says whether a portal (share) user created it for their own partner:
+        the only case where Odoo itself has authenticated the requester, as ``login`` (set only
+        then). The partner's ``email`` proves nothing there: a portal user can edit it. ``by_bridge``
+        says whether our own user created it (from an email, whose post may not be on the chatter
+        yet) and ``from_email`` whether an email is on its chatter: either way the email path
+        handles it.
         """
         found = self._read_by_id(self.profile.model, ticket_id, ["name", "description", "partner_id", "create_uid"])
         if not found:
             return None
         ticket = found[0]
-        partner_id = ticket["partner_id"][0] if ticket.get("partner_id") else 0
+        partner_id = self._many2one_id(ticket.get("partner_id")) or 0
         partner = self._read_by_id("res.partner", partner_id, ["name", "email"]) if partner_id else []
-        creator_id = ticket["create_uid"][0] if ticket.get("create_uid") else 0
-        creator = self._read_by_id("res.users", creator_id, ["share", "partner_id"]) if creator_id else []
+        creator_id = self._many2one_id(ticket.get("create_uid")) or 0
+        creator = self._read_by_id("res.users", creator_id, ["share", "partner_id", "login"]) if creator_id else []
         emails = self._rpc.execute_kw("mail.message", "search_count", [[
             ("model", "=", self.profile.model), ("res_id", "=", ticket_id), ("message_type", "=", "email"),
         ]])
-        creator_partner = creator[0]["partner_id"][0] if creator and creator[0].get("partner_id") else 0
+        portal = bool(creator and creator[0].get("share") and partner_id
+                      and self._many2one_id(creator[0].get("partner_id")) == partner_id)
         return {
             "subject": str(ticket.get("name") or ""),
             "description": str(ticket.get("description") or ""),
             "email": str(partner[0].get("email") or "") if partner else "",
             "name": str(partner[0].get("name") or "") if partner else "",
-            "by_portal_customer": bool(creator and creator[0].get("share") and creator_partner == partner_id),
+            "by_portal_customer": portal,
+            "login": str(creator[0].get("login") or "") if portal else "",
+            "by_bridge": creator_id == self._rpc.uid,
             "from_email": bool(emails),
         }
 
@@ -433,17 +441,16 @@ class TicketDesk:
         return {"body": body_html}
 
     def _create_attachments(self, ticket_id: int, attachments: Sequence[Attachment]) -> list[int]:
-        vals_list = []
-        for attachment in attachments:
-            vals = {
+        vals_list = [
+            {
                 "name": attachment.filename or "attachment",
                 "datas": base64.b64encode(attachment.payload).decode("ascii"),
                 "res_model": self.profile.model,
                 "res_id": ticket_id,
+                "mimetype": stored_mimetype(attachment.filename, attachment.content_type),
             }
-            if attachment.content_type:
-                vals["mimetype"] = attachment.content_type
-            vals_list.append(vals)
+            for attachment in attachments
+        ]
         created = self._rpc.execute_kw("ir.attachment", "create", [vals_list])
         return [as_id(item) for item in (created if isinstance(created, list) else [created])]
 

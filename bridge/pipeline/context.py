@@ -17,8 +17,9 @@ from bridge.mail.guard import GuardContext
 from bridge.odoo.tickets import TicketDesk
 from bridge.pipeline.health import ServiceHealth
 from bridge.pipeline.job import Job
-from bridge.pipeline.outbox import Outbox
+from bridge.pipeline.outbox import Effect, Outbox
 from bridge.store import Store
+from bridge.ticket_record import TicketBook
 
 if TYPE_CHECKING:
     from bridge.automation.playbook import Automation
@@ -41,6 +42,7 @@ class Context:
     guard: GuardContext
     health: dict[str, ServiceHealth]
     executor: ThreadPoolExecutor
+    tickets: TicketBook
     observers: list[Observer] = field(default_factory=list)
     automation: "Automation | None" = None
 
@@ -58,6 +60,12 @@ class Context:
             raise
         self.health["odoo"].ok()
         return result
+
+    def escalate(self, key: str, ticket_id: int, reason: str, facts: dict[str, Any]) -> bool:
+        """Tell a human (the App's Notifier, through the outbox): once per ``key``, whatever
+        stage asks and however often it is retried; False when already queued."""
+        payload = {"ticket": ticket_id, "reason": reason, "facts": facts}
+        return self.outbox.enqueue(Effect(f"escalate:{key}", "escalation", payload))
 
     def checkpoint(self, job: Job, *, durable: bool = False) -> None:
         """Journal the job. ``durable`` waits for the disk: before an outside write that must

@@ -1,6 +1,6 @@
 """The ordered stages that turn one inbound email into a ticket or a follow-up, and an answer.
 
-    guard → route → ticket → post → login → acknowledge
+    guard → route → ticket → post → record → login → acknowledge
 
 Each stage returns a small result that the runner journals before the next one starts; a stage
 that already has a result is never run again, so a restarted bridge resumes mid-way.
@@ -15,6 +15,8 @@ from html import escape
 from typing import Any
 
 from bridge.automation.playbook import LoginStage
+from bridge.errors import RejectedByService
+from bridge.mail.compose import MessageKind
 from bridge.mail.guard import classify
 from bridge.mail.htmltext import text_to_html
 from bridge.mail.thread_ids import ticket_from_message_id, ticket_from_subject
@@ -151,10 +153,7 @@ class PostStage:
     journal = True
 
     async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
-        email = job.email
-        assert email is not None
-        ticket = job.ticket_id
-        assert ticket is not None
+        email, ticket = job.email_and_ticket()
         if job.result("route").get("posted"):
             ctx.store.remember_message(email.key, ticket, "in")
             return {"skipped": "already in Odoo"}
@@ -177,6 +176,26 @@ class PostStage:
         return {"message": message, "attachments": len(email.attachments)}
 
 
+class RecordStage:
+    """Keep the bridge's record of the ticket (bridge/ticket_record.py): who the customer is and
+    the newest customer Message-ID, for what later answers and Slack threads need."""
+
+    name = "record"
+    journal = False
+
+    async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
+        email, ticket = job.email_and_ticket()
+        origin = job.results.get("origin") or "email"
+        new = bool(job.result("ticket").get("new"))
+        ctx.tickets.opened(
+            ticket, model=ctx.desk.profile.model, origin=origin, mailbox=ctx.cfg.imap.folder,
+            customer_email=email.from_addr if new else "", customer_name=email.from_name if new else "",
+        )
+        if origin == "email":
+            ctx.tickets.inbound(ticket, email.key)
+        return {"ticket": ticket}
+
+
 class AcknowledgeStage:
     """Queue the one reply for a new ticket (the login outcome's, else the acknowledgement),
     if the guard and the reply cap allow it."""
@@ -185,10 +204,7 @@ class AcknowledgeStage:
     journal = False
 
     async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
-        email = job.email
-        assert email is not None
-        ticket = job.ticket_id
-        assert ticket is not None
+        email, ticket = job.email_and_ticket()
         if not job.result("ticket").get("new"):
             return {"skipped": "follow-up on an existing ticket"}
         if job.result("guard").get("action") != GuardAction.PROCESS.value:
@@ -211,7 +227,11 @@ class AcknowledgeStage:
             log.warning("%s: reply cap reached for %s: no reply", job.key, email.from_addr)
             return {"skipped": "reply cap reached"}
         key = f"ack:{email.key}"
-        mail = ctx.composer.reply(email, ticket, template=template, kind=template.partition("_")[0], values=values)
+        kind = MessageKind.ACKNOWLEDGEMENT if template == "ack" else MessageKind.AUTOMATION_OUTCOME
+        try:
+            mail = ctx.composer.reply(email, ticket, template=template, kind=kind, values=values)
+        except RejectedByService as exc:  # e.g. an address no reply can be composed for
+            return not_replied(ctx, job, ticket, str(exc))
         payload = {
             "raw": mail.raw,
             "sender": mail.sender,
@@ -222,6 +242,7 @@ class AcknowledgeStage:
             "subject": mail.subject,
             "text": mail.text,
             "template": template,
+            "kind": mail.kind.value,
         }
         if not ctx.outbox.enqueue(Effect(key, "smtp", payload), known_new=not job.resumed):  # queued before a restart
             return {"message_id": ctx.store.outbox[key]["payload"]["message_id"], "to": mail.recipient}
@@ -241,26 +262,19 @@ def reply_cap_allows(ctx: Context, address: str) -> bool:
     return True
 
 
-def ack_follow_ups(payload: dict[str, Any]) -> list[Effect]:
-    """After an acknowledgement went out: log it on the ticket as an internal note."""
-    body = (
-        f"<p><b>Automatic reply ({escape(payload.get('template', 'ack'))}) sent</b> to {escape(payload['recipients'][0])}<br/>"
-        f"Subject: {escape(payload['subject'])}<br/>Message-ID: {escape(payload['message_id'])}</p>"
-        f"{text_to_html(payload['text'])}"
-    )
-    return [
-        Effect(
-            f"note:{payload['message_id']}",
-            "odoo_note",
-            {"ticket": payload["ticket"], "body": body, "marker": payload["message_id"],
-             "email_key": payload.get("email_key", "")},
-        )
-    ]
+def not_replied(ctx: Context, job: Job, ticket: int, reason: str) -> dict[str, Any]:
+    """No reply can be sent for this email: say why on the ticket (an internal note), finish the job."""
+    log.warning("%s: no reply to ticket %s: %s", job.key, ticket, reason)
+    marker = f"reply-skipped:{job.key}"
+    body = f"<p><b>No reply sent</b> to this email: {escape(reason)}<br/>{escape(marker)}</p>"
+    ctx.outbox.enqueue(Effect(marker, "odoo_note", {"ticket": ticket, "body": body, "marker": marker,
+                                                     "email_key": job.key}))
+    return {"skipped": f"no reply possible: {reason}"}
 
 
 STAGES: tuple[Stage, ...] = (
-    GuardStage(), RouteStage(), TicketStage(), PostStage(), LoginStage(), AcknowledgeStage()
+    GuardStage(), RouteStage(), TicketStage(), PostStage(), RecordStage(), LoginStage(), AcknowledgeStage()
 )
 
 # A ticket created directly in Odoo is already a ticket with its text on it: only these run.
-ODOO_TICKET_STAGES: tuple[Stage, ...] = (LoginStage(), AcknowledgeStage())
+ODOO_TICKET_STAGES: tuple[Stage, ...] = (RecordStage(), LoginStage(), AcknowledgeStage())

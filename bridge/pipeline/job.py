@@ -45,6 +45,12 @@ class Job:
     def result(self, stage: str) -> dict[str, Any]:
         return self.results.get(stage) or {}
 
+    def email_and_ticket(self) -> tuple[InboundEmail, int]:
+        """For the stages after the ticket stage: the email being processed and its ticket."""
+        ticket = self.ticket_id
+        assert self.email is not None and ticket is not None
+        return self.email, ticket
+
     @property
     def ticket_id(self) -> int | None:
         for stage in ("ticket", "route"):

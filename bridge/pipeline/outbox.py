@@ -6,6 +6,11 @@ follow-up effects (e.g. "log the sent reply as a note") which are enqueued atomi
 success. A crash between the outside effect and its success record means the effect is tried
 again: handlers make that safe (SMTP re-sends the same Message-ID, which mail clients collapse;
 the note handler looks for its marker before posting again).
+
+`bridge outbox retry` never edits the table of a running bridge: it writes a request, one key
+per effect (``outbox_requeue:<effect key>`` in ``meta``), which the bridge applies (the effect is
+reset to pending and scheduled) and deletes only then, so a request written meanwhile waits for
+the next poll instead of being lost.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from bridge.aio import wait_event
-from bridge.errors import BridgeError, ConfigurationError, PermanentError, TransientError
+from bridge.errors import BridgeError, ConfigurationError, PermanentError, RecipientDeferred, TransientError
 from bridge.pipeline.health import ServiceHealth
 from bridge.store import Table
 
@@ -35,12 +40,26 @@ class Effect:
     payload: dict[str, Any]
 
 
-REQUEUE_KEY = "outbox_requeue"
+REQUEUE_PREFIX = "outbox_requeue:"  # + effect key: one request per effect, in the meta table
 BULKY = frozenset({"raw", "text", "body"})
 REQUEUE_POLL_SECONDS = 5.0
 
 # A handler gets the payload and the attempt number: 0 means it cannot have been performed yet.
 Handler = Callable[[dict[str, Any], int], Awaitable[list[Effect] | None]]
+
+
+def request_requeue(requests: Table, key: str) -> None:
+    """Ask the running bridge (or the next one to start) to retry effect ``key``; durable.
+
+    Its own key, so writing it never rewrites another request that the bridge may be applying.
+    """
+    requests.put(REQUEUE_PREFIX + key, {"at": time.time()})
+
+
+def reset_for_retry(record: dict[str, Any]) -> dict[str, Any]:
+    """The effect made pending again with a fresh attempt budget, due now (``last_error`` is kept)."""
+    record.update(status="pending", attempts=0, next_at=0.0, updated_at=time.time())
+    return record
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:
@@ -140,18 +159,34 @@ class Outbox:
         return [(k, v) for k, v in self.table.items() if v.get("status") == "dead"]
 
     def _take_requeued(self) -> None:
-        """Pick up effects re-queued by `bridge outbox retry` from another process."""
+        """Apply the requests of `bridge outbox retry` (another process): reset each named effect
+        to pending and schedule it, then delete the request, once the reset is on disk."""
         if self.requeue is None:
             return
-        keys = self.requeue.get(REQUEUE_KEY)
-        if not keys:
-            return
-        self.requeue.put(REQUEUE_KEY, [], durable=False)
-        for key in keys:
-            record = self.table.get(key)
-            if record and record.get("status") == "pending" and key not in self._pending:
-                self._schedule(key, record)
+        names = [name for name in self.requeue.keys() if name.startswith(REQUEUE_PREFIX)]
+        applied: list[str] = []
+        for name in names:
+            key = name[len(REQUEUE_PREFIX):]
+            if key in self._running:
+                continue  # an attempt is under way: the request waits for the next poll
+            record = self._pending.get(key) or self.table.get(key)
+            if record is None or record.get("status") == "sent":
+                log.info("%s: retry request dropped: the effect is %s", key,
+                         "unknown (pruned?)" if record is None else "already sent")
+            else:
+                self.table[key] = reset_for_retry(record)
+                self._schedule(key, record)  # supersedes any older heap entry (its due time differs)
+                # A dead effect may have been performed by its last attempt (e.g. a timeout after
+                # DATA): its handler checks before doing it again.
                 self._recovered.add(key)
+                log.info("%s: %s effect queued again by `bridge outbox retry`", key, record["kind"])
+            applied.append(name)
+        if not applied:
+            return
+        self.table.commit()  # durable before the requests go: a crash in between applies them again
+        for name in applied:
+            del self.requeue[name]
+        self.requeue.commit()
 
     async def run(self) -> None:
         """Forever: start due effects while there is room, then sleep until one is due or a wake-up."""
@@ -197,6 +232,12 @@ class Outbox:
         try:
             attempt = record["attempts"] + (key in self._recovered)
             follow_ups = await self.handlers[kind](record["payload"], attempt)
+        except RecipientDeferred as exc:
+            # One recipient deferred (4xx on RCPT): the server answered, so it is up. Retried like
+            # any transient error, but no outage: /readyz would flip and show the error text.
+            if health:
+                health.ok()
+            self._failed(key, record, exc, final=False)
         except TransientError as exc:
             if health:
                 health.failed(str(exc))

@@ -164,13 +164,18 @@ JsonStandIn.handler_class = _Handler
 
 
 class HrSandbox(JsonStandIn):
-    """GET /employees/{email} → {email, name, employment_status, department} or 404."""
+    """GET /employees/{email} → {email, name, employment_status, department} or 404.
+
+    With ``list_envelope`` set (e.g. "data"), it answers like the many HR APIs that never 404:
+    200 with ``{"data": [record]}``, or ``{"data": []}`` for nobody.
+    """
 
     seed_key = "employees"
 
     def __init__(self, employees: list[dict[str, Any]] | None = None, *, token: str = "hr-token",
-                 latency: float = 0.0) -> None:
+                 latency: float = 0.0, list_envelope: str = "") -> None:
         super().__init__(employees, token=token, latency=latency)
+        self.list_envelope = list_envelope  # plain attribute: tests may switch it at any time
 
     def set_employee(self, email: str, /, **fields: Any) -> None:
         """Add or change an employee; any JSON value goes, so nested shapes (``data={...}``) can be served."""
@@ -182,6 +187,9 @@ class HrSandbox(JsonStandIn):
         if method != "GET":
             return 405, {"error": "method not allowed"}
         employee = self._public(parts[1])
+        envelope = self.list_envelope
+        if envelope:
+            return 200, {envelope: [employee] if employee is not None else []}
         return (200, employee) if employee is not None else (404, {"error": "no such employee"})
 
 

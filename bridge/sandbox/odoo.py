@@ -274,6 +274,7 @@ class OdooSandbox(BackgroundHTTPServer):
         self.url = ""
         self._lock = threading.RLock()
         self._orm = Database(version=version, flavour=ticket_flavour, login=login, uid=self.uid)
+        self._passwords = {self.uid: password}  # uid → password of every user who can log in
         self._down = False
         self._failures: list[_Rule] = []
         self._kills: list[_Rule] = []
@@ -297,10 +298,21 @@ class OdooSandbox(BackgroundHTTPServer):
         with self._lock:
             self._kills.append(_Rule(model, method, int(count), pid=int(pid), sig=int(sig)))
 
+    def add_user(self, login: str, name: str, *, share: bool = False, password: str = "secret") -> int:
+        """A user who can log in over the API like the bridge's own, with a partner of the login's
+        email: an agent, or (``share``) a portal customer, whose tickets then carry their create_uid.
+        Returns the uid; ``reset`` removes the user."""
+        with self._lock, self._orm.transaction():
+            partner = self._orm.create("res.partner", {"name": name, "email": login})
+            uid = self._orm.create("res.users", {"login": login, "name": name, "partner_id": partner, "share": share})
+            self._passwords[uid] = password
+            return uid
+
     def reset(self) -> None:
         """Seed data again; pending failures, kills, call counts, down state and latency are cleared."""
         with self._lock:
             self._orm.reset()
+            self._passwords = {self.uid: self.password}
             self._failures.clear()
             self._kills.clear()
             self._calls.clear()
@@ -363,7 +375,10 @@ class OdooSandbox(BackgroundHTTPServer):
         """odoo.http.dispatch_rpc: route a call to the common or object service."""
         if service == "common":
             def authenticate(db: str, login: str, password: str, user_agent_env: Any) -> int | bool:
-                return self.uid if (db, login, password) == (self.db, self.login, self.password) else False
+                with self._lock:
+                    users = self._orm.data["res.users"].values() if db == self.db else ()
+                    return next((user["id"] for user in users if user["login"] == login and user.get("active")
+                                 and self._passwords.get(user["id"]) == password), False)
 
             def login(db: str, login: str, password: str) -> int | bool:
                 return authenticate(db, login, password, {})
@@ -390,7 +405,7 @@ class OdooSandbox(BackgroundHTTPServer):
         if db != self.db:
             raise OperationalError('connection to server on socket "/var/run/postgresql/.s.PGSQL.5432" failed: '
                                    f'FATAL:  database "{db}" does not exist')
-        if uid != self.uid or isinstance(uid, bool) or password != self.password:
+        if isinstance(uid, bool) or self._passwords.get(uid) != password:
             raise AccessDenied()
         if not isinstance(method, str) or method.startswith("_"):
             raise AccessError(f"Private methods (such as '{model}.{method}') cannot be called remotely.")
@@ -402,8 +417,12 @@ class OdooSandbox(BackgroundHTTPServer):
             if failure is not None:
                 raise self._injected(failure.error, model, spec.description)
             bound = BaseModel(self, model, context).method(method)
-            with self._orm.transaction():
-                result = bound(*list(args or []), **kwargs)
+            self._orm.uid = uid  # the caller's: create_uid, write_uid, the author of a message
+            try:
+                with self._orm.transaction():
+                    result = bound(*list(args or []), **kwargs)
+            finally:
+                self._orm.uid = self.uid
             kill = self._take(self._kills, model, method)
         if kill is not None:
             os.kill(kill.pid, kill.sig)  # the effect is stored; the caller never sees the answer

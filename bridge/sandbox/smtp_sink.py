@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from types import TracebackType
 from typing import Any
@@ -34,6 +34,7 @@ class ReceivedMail:
     raw: bytes
     message: EmailMessage
     received_at: float
+    mail_options: list[str] = field(default_factory=list)  # MAIL FROM parameters, e.g. SMTPUTF8, BODY=8BITMIME
 
 
 class _Protocol(SMTP):
@@ -97,9 +98,22 @@ class _Handler:
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        code = self._sink._next_rcpt_failure()
+        if code == 421:
+            server.loop.call_soon(server.transport.close)
+        if code is not None:  # worded like Postfix, which names the address: errors must not pass it on
+            return f"{code} {str(code)[0]}.1.1 <{address}>: Recipient address rejected by the sandbox"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str | None:
         raw = envelope.original_content or b""
-        reply = self._sink._deliver(str(envelope.mail_from), list(envelope.rcpt_tos), raw)
+        reply = self._sink._deliver(str(envelope.mail_from), list(envelope.rcpt_tos), raw,
+                                    list(envelope.mail_options))
         if reply is None:  # hang up unanswered: connection_lost cancels this wait, so nothing is ever replied
             server.transport.close()
             await asyncio.Event().wait()
@@ -112,7 +126,8 @@ class _Handler:
 
 class SmtpSink:
     """Records every accepted message and counts sessions (connections); tests script failures with
-    fail_next, fail_next_mail, drop_after_data, drop_sessions, set_down and kill_after_data."""
+    fail_next, fail_next_mail, fail_next_rcpt, drop_after_data, drop_sessions, set_down and
+    kill_after_data. ``smtputf8=False`` makes it a server that does not offer SMTPUTF8 (RFC 6531)."""
 
     def __init__(
         self,
@@ -120,16 +135,19 @@ class SmtpSink:
         port: int = 0,
         auth: tuple[str, str] | None = None,
         on_message: Callable[[ReceivedMail], None] | None = None,
+        smtputf8: bool = True,
     ) -> None:
         """`on_message` is called on the server thread for each accepted message (the CLI prints from it)."""
         self.host = host
         self.port = port
         self.auth = auth
+        self.smtputf8 = smtputf8
         self._on_message = on_message
         self._cond = threading.Condition()
         self._messages: list[ReceivedMail] = []
         self._failures: deque[int] = deque()
         self._mail_failures: deque[int] = deque()
+        self._rcpt_failures: deque[int] = deque()
         self._kills: deque[tuple[int, int]] = deque()
         self._controller: _Controller | None = None
         self._open: set[_Protocol] = set()
@@ -147,7 +165,7 @@ class SmtpSink:
                 port=self.port,
                 authenticator=self._authenticate if self.auth else None,
                 auth_require_tls=False,
-                enable_SMTPUTF8=True,
+                enable_SMTPUTF8=self.smtputf8,
                 server_hostname="localhost",  # else every session does a getfqdn() DNS lookup
             )
             controller.start()
@@ -203,6 +221,7 @@ class SmtpSink:
             self._messages.clear()
             self._failures.clear()
             self._mail_failures.clear()
+            self._rcpt_failures.clear()
             self._kills.clear()
             self._sessions = self._peak = self._quits = 0
 
@@ -233,6 +252,12 @@ class SmtpSink:
         """Answer the next `count` MAIL FROM commands with `code`; after 421 the sink also hangs up."""
         with self._cond:
             self._mail_failures.extend([code] * count)
+
+    def fail_next_rcpt(self, code: int = 550, count: int = 1) -> None:
+        """Answer the next `count` RCPT TO commands with `code` (450 deferred, 550 no such user, or
+        any other; after 421 the sink also hangs up); the reply text names the address, as real servers do."""
+        with self._cond:
+            self._rcpt_failures.extend([code] * count)
 
     def drop_after_data(self, count: int = 1) -> None:
         """For the next `count` messages: store it, then hang up without answering DATA (a lost reply)."""
@@ -304,15 +329,22 @@ class SmtpSink:
         with self._cond:
             return self._mail_failures.popleft() if self._mail_failures else None
 
-    def _deliver(self, mail_from: str, rcpt_tos: list[str], raw: bytes) -> str | None:
+    def _next_rcpt_failure(self) -> int | None:
+        with self._cond:
+            return self._rcpt_failures.popleft() if self._rcpt_failures else None
+
+    def _deliver(self, mail_from: str, rcpt_tos: list[str], raw: bytes, mail_options: list[str]) -> str | None:
         """Store (or refuse) one message and return the SMTP reply to DATA; None: hang up instead."""
         with self._cond:
             code = self._failures.popleft() if self._failures else None
         if code is not None and code != _DROP:
             return _REPLIES.get(code, f"{code} {str(code)[0]}.0.0 refused by the sandbox")
-        message = email.message_from_bytes(raw, policy=email.policy.default)
+        if "SMTPUTF8" in mail_options:  # RFC 6532 headers are UTF-8: parsed as text, not as ASCII + surrogates
+            message = email.message_from_string(raw.decode("utf-8", "surrogateescape"), policy=email.policy.default)
+        else:
+            message = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
-        mail = ReceivedMail(mail_from, rcpt_tos, raw, message, time.time())
+        mail = ReceivedMail(mail_from, rcpt_tos, raw, message, time.time(), mail_options)
         with self._cond:
             self._messages.append(mail)
             kill = self._kills.popleft() if self._kills else None
@@ -331,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--auth", metavar="USER:PASSWORD", help="require AUTH PLAIN/LOGIN with these credentials")
+    parser.add_argument("--no-smtputf8", action="store_true", help="do not offer SMTPUTF8 (internationalised addresses)")
     args = parser.parse_args(argv)
     auth: tuple[str, str] | None = None
     if args.auth:
@@ -344,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    with SmtpSink(args.host, args.port, auth=auth, on_message=report) as sink:
+    with SmtpSink(args.host, args.port, auth=auth, on_message=report, smtputf8=not args.no_smtputf8) as sink:
         print(f"ready smtp://{sink.host}:{sink.port}", flush=True)
         stopping.wait()
     return 0

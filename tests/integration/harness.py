@@ -37,7 +37,7 @@ def bridge_settings(mailbox, odoo, sink, state_dir: Path, **overrides: Any) -> d
                  "from_address": SUPPORT, "from_name": "Example Support"},
         "odoo": {"url": odoo.url, "db": odoo.db, "username": odoo.login, "password": odoo.password,
                  "transport": "jsonrpc", "profile": "helpdesk", "team": "Customer Care"},
-        "tickets": {"templates_dir": str(REPO / "templates")},
+        "tickets": {"templates_dir": ""},  # the templates packaged in bridge/templates
         "pipeline": {"retry_base_seconds": 0.05, "retry_max_seconds": 0.5},
         "state": {"dir": str(state_dir)},
     }

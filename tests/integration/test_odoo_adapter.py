@@ -381,6 +381,77 @@ def test_customer_email_of_a_missing_ticket_is_none(sandboxes: Sandboxes, make_d
     assert desk.ticket_customer_email(999_999) is None
 
 
+# --------------------------------------------------------------------------- tickets created in Odoo
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_ticket_request_trusts_a_portal_customer_as_their_login_and_knows_our_own_tickets(
+    sandboxes: Sandboxes, make_desk: MakeDesk, transport: str
+) -> None:
+    sandbox = sandboxes()
+    desk = make_desk(sandbox, transport)
+    uid = sandbox.add_user("alice@customer.example", "Alice", share=True, password="alice-secret")
+    alice = _only(sandbox.records("res.users", [("id", "=", uid)]))["partner_id"]
+    portal = make_desk(sandbox, transport, username="alice@customer.example", password="alice-secret")
+    # Alice's own ticket, her partner's email changed on the way (the ticket's partner_email syncs to it).
+    own = portal.create_ticket(subject="Locked out", description_html="<p>Help</p>", partner_id=alice,
+                               email="mallory@evil.example", name="Alice")
+    bob = desk.find_or_create_partner("bob@customer.example", "Bob")
+    for_bob = portal.create_ticket(subject="For Bob", description_html="<p>Help</p>", partner_id=bob,
+                                   email="bob@customer.example", name="Bob")
+    _, ours = _new_ticket(desk)
+
+    info = desk.ticket_request(own)
+    assert info is not None
+    assert (info["by_portal_customer"], info["login"], info["email"]) == (
+        True, "alice@customer.example", "mallory@evil.example")
+    assert not info["by_bridge"] and not info["from_email"]
+    info = desk.ticket_request(for_bob)
+    assert info is not None and (info["by_portal_customer"], info["login"], info["by_bridge"]) == (False, "", False)
+    info = desk.ticket_request(ours)
+    assert info is not None and (info["by_portal_customer"], info["login"], info["by_bridge"]) == (False, "", True)
+    assert desk.tickets_after(0, "2999-01-01 00:00:00") == [own, for_bob], "our own tickets are left out"
+
+
+def _stored_attachment(sandbox: OdooSandbox, desk: TicketDesk, attachment: Attachment) -> dict:
+    partner, ticket = _new_ticket(desk)
+    desk.post_customer_message(ticket, body_html="<p>See attached.</p>", partner_id=partner, email_from=CUSTOMER,
+                               message_id="<attached@customer.example.com>", subject="Files",
+                               attachments=[attachment])
+    return _only(sandbox.records("ir.attachment", [("res_model", "=", "helpdesk.ticket"), ("res_id", "=", ticket)]))
+
+
+@pytest.mark.parametrize("filename, content_type", [
+    ("page.html", "text/html"), ("page.html", "text/html; charset=utf-8"), ("page.xhtml", "application/xhtml+xml"),
+    ("logo.svg", "image/svg+xml"), ("data.xml", "text/xml"), ("data.xml", "application/xml"),
+    ("style.xsl", "text/xsl"), ("feed", "application/atom+xml"), ("include.shtml", "text/x-server-parsed-html"),
+    ("invoice.html", "application/octet-stream"), ("invoice.HTM", "text/plain"), ("logo.svg", ""),
+    ("notes.xml", "application/octet-stream"), ("page.xhtml", "application/octet-stream"),
+    ("include.shtml", "application/octet-stream"),
+])
+def test_markup_attachments_are_stored_as_octet_stream(
+    sandboxes: Sandboxes, make_desk: MakeDesk, filename: str, content_type: str
+) -> None:
+    """Odoo serves an attachment with its stored type: markup must never open as a live page."""
+    sandbox = sandboxes()
+    payload = b"<html><body><script>alert(document.cookie)</script></body></html>"
+    stored = _stored_attachment(sandbox, make_desk(sandbox, "jsonrpc"), Attachment(filename, content_type, payload))
+    assert (stored["name"], stored["mimetype"]) == (filename, "application/octet-stream")
+    assert base64.b64decode(stored["datas"]) == payload
+
+
+@pytest.mark.parametrize("filename, content_type", [
+    ("report.pdf", "application/pdf"), ("photo.jpg", "image/jpeg"), ("log.txt", "text/plain"),
+    ("letter.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+])
+def test_other_attachments_keep_their_type(
+    sandboxes: Sandboxes, make_desk: MakeDesk, filename: str, content_type: str
+) -> None:
+    sandbox = sandboxes()
+    stored = _stored_attachment(sandbox, make_desk(sandbox, "jsonrpc"), Attachment(filename, content_type, b"data"))
+    assert (stored["name"], stored["mimetype"]) == (filename, content_type)
+
+
 # --------------------------------------------------------------------------- stages and tags
 
 # The seeded stages of each profile's stage model, in sequence order.

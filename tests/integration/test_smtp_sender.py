@@ -1,4 +1,5 @@
-"""SmtpSender against the aiosmtpd sink: connections are reused, bounded, retired, and no email is ever doubled."""
+"""SmtpSender against the aiosmtpd sink: connections are reused, bounded, retired, no email is ever
+doubled, internationalised addresses go out with SMTPUTF8, and a refused recipient is not an outage."""
 
 from __future__ import annotations
 
@@ -11,7 +12,17 @@ from typing import Any
 import pytest
 
 from bridge.config import SmtpConfig
-from bridge.errors import AccessDenied, BridgeError, RejectedByService, ServiceDown, TransientError
+from bridge.errors import (
+    AccessDenied,
+    BridgeError,
+    RecipientDeferred,
+    RejectedByService,
+    ServiceDown,
+    TransientError,
+    Undeliverable,
+)
+from bridge.mail.compose import Composer, MessageKind
+from bridge.mail.parse import parse_email
 from bridge.mail.smtp import SmtpSender
 from bridge.sandbox.smtp_sink import SmtpSink
 
@@ -274,3 +285,121 @@ def test_login_happens_once_per_connection_and_wrong_password_is_access_denied()
     with SmtpSink(auth=("bridge", "s3cret")) as sink:
         asyncio.run(scenario(sink))
         assert received(sink) == ids(0, 1, 2)
+
+
+EAI = "jdöe@mächine.example"
+
+
+def eai_reply() -> tuple[str, str, str]:
+    """The reported case: a composed acknowledgement to an internationalised address."""
+    inbound = parse_email(
+        f"From: Jörg Döe <{EAI}>\r\nTo: {FROM}\r\nSubject: Drucker kaputt\r\n"
+        "Message-ID: <eai1@mächine.example>\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nHilfe\r\n".encode()
+    )
+    composer = Composer(None, from_address=FROM, from_name="Support", domain="bridge.test", secret=b"k" * 32,
+                        tag_prefix="HD-")
+    mail = composer.reply(inbound, 77, template="ack", kind=MessageKind.ACKNOWLEDGEMENT)
+    assert mail.needs_smtputf8
+    return mail.raw, mail.sender, mail.recipient
+
+
+def test_internationalised_address_is_sent_with_smtputf8(sink: SmtpSink) -> None:
+    raw_mail, sender_address, recipient = eai_reply()
+
+    async def scenario() -> None:
+        async with pooled(sink) as sender:
+            await sender.send(raw_mail, sender_address, [recipient])
+            await send(sender, 1)  # an ASCII one after it, on the same connection
+            assert sink.sessions == 1
+
+    asyncio.run(scenario())
+    first, second = sink.messages
+    assert first.rcpt_tos == [EAI]
+    assert "SMTPUTF8" in first.mail_options and "BODY=8BITMIME" in first.mail_options
+    assert f"\nTo: {EAI}\n".encode() in first.raw.replace(b"\r\n", b"\n")  # RFC 6532: UTF-8, no encoded word
+    assert "[#HD-77]" in str(first.message["Subject"])
+    assert first.message["To"].addresses[0].addr_spec == EAI
+    assert "SMTPUTF8" not in second.mail_options and second.rcpt_tos == TO
+
+
+def test_internationalised_address_without_smtputf8_is_undeliverable_and_nothing_is_sent() -> None:
+    raw_mail, sender_address, recipient = eai_reply()
+
+    async def scenario(sink: SmtpSink) -> None:
+        async with pooled(sink) as sender:
+            with pytest.raises(Undeliverable, match="SMTPUTF8") as caught:
+                await sender.send(raw_mail, sender_address, [recipient])
+            assert EAI not in str(caught.value) and "jdöe" not in str(caught.value)
+            await send(sender, 1)  # the connection that said nothing was kept
+            assert sink.sessions == 1
+
+    with SmtpSink(smtputf8=False) as sink:
+        asyncio.run(scenario(sink))
+        assert received(sink) == ids(1)
+
+
+@pytest.mark.parametrize(("code", "error", "named"), [
+    (450, RecipientDeferred, "450 4.1.1"),
+    (452, RecipientDeferred, "452 4.1.1"),
+    (550, Undeliverable, "550 5.1.1"),
+    (553, Undeliverable, "553 5.1.1"),
+])
+def test_recipient_refusal_is_about_the_recipient_not_the_server(
+    sink: SmtpSink, code: int, error: type[BridgeError], named: str
+) -> None:
+    """4xx on RCPT: RecipientDeferred (not ServiceDown: the server is up); 5xx: Undeliverable.
+    The sink's reply names the address, like Postfix's; the error must not."""
+
+    async def scenario() -> None:
+        async with pooled(sink) as sender:
+            sink.fail_next_rcpt(code)
+            with pytest.raises(error) as caught:
+                await send(sender, 1)
+            assert not isinstance(caught.value, ServiceDown)
+            assert named in str(caught.value)
+            assert TO[0] not in str(caught.value) and "customer" not in str(caught.value)
+            await send(sender, 2)
+
+    asyncio.run(scenario())
+    assert received(sink) == ids(2)
+
+
+def test_one_recipient_deferred_and_one_refused_is_deferred(sink: SmtpSink) -> None:
+    async def scenario() -> None:
+        async with pooled(sink) as sender:
+            sink.fail_next_rcpt(550)
+            sink.fail_next_rcpt(451)
+            with pytest.raises(RecipientDeferred, match=r"451 4\.1\.1, 550 5\.1\.1"):
+                await sender.send(raw(1), FROM, ["a@example.test", "b@example.test"])
+
+    asyncio.run(scenario())
+    assert received(sink) == []
+
+
+def test_421_on_rcpt_is_the_server_closing_not_a_deferred_recipient(sink: SmtpSink) -> None:
+    async def scenario() -> None:
+        async with pooled(sink) as sender:
+            await send(sender, 1)
+            sink.fail_next_rcpt(421)
+            await send(sender, 2)  # a reused session that is closing: retried once on a new one
+            assert sink.sessions == 2
+            sink.fail_next_rcpt(421)
+            sink.fail_next_rcpt(421)
+            sink.drop_sessions()
+            with pytest.raises(TransientError) as caught:
+                await send(sender, 3)
+            assert not isinstance(caught.value, RecipientDeferred)
+            assert TO[0] not in str(caught.value)
+
+    asyncio.run(scenario())
+    assert received(sink) == ids(1, 2)
+
+
+@pytest.mark.parametrize("offered", [True, False])
+def test_check_says_whether_smtputf8_is_offered(offered: bool) -> None:
+    with SmtpSink(smtputf8=offered) as sink:
+        sender = SmtpSender(SmtpConfig(host=sink.host, port=sink.port, security="plain", from_address=FROM))
+        report = asyncio.run(sender.check())
+    assert "EHLO ok" in report
+    assert report.endswith("; SMTPUTF8") if offered else "no SMTPUTF8" in report

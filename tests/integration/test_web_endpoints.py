@@ -13,6 +13,8 @@ from tests.integration.test_odoo_tickets import TOKEN, free_port
 
 pytestmark = pytest.mark.integration
 
+ALL_UP = {"imap": {"up": True}, "odoo": {"up": True}, "smtp": {"up": True}}
+
 
 def start(bridge_factory):
     """A bridge with its HTTP endpoint on a free port; returns (runner, base URL)."""
@@ -36,8 +38,8 @@ def test_ready_with_every_service_up_after_start(bridge_factory):
     runner, base = start(bridge_factory)
     response = get(f"{base}/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready",
-                               "services": {"imap": {"up": True}, "odoo": {"up": True}, "smtp": {"up": True}}}
+    report = response.json()
+    assert (report["status"], report["services"]) == ("ready", ALL_UP)
     assert get(f"{base}/healthz").status_code == 200
     app = runner.app
     runner.stop()
@@ -65,8 +67,8 @@ def test_not_ready_while_odoo_is_down_and_ready_again_after(bridge_factory, mail
     odoo.set_down(False)
     wait_until(lambda: done(mailbox, uid), what="email done once Odoo is back")
     wait_until(lambda: get(f"{base}/readyz").status_code == 200, what="/readyz 200")
-    assert get(f"{base}/readyz").json() == {
-        "status": "ready", "services": {"imap": {"up": True}, "odoo": {"up": True}, "smtp": {"up": True}}}
+    report = get(f"{base}/readyz").json()
+    assert (report["status"], report["services"]) == ("ready", ALL_UP)
 
 
 def test_metrics_count_processed_emails(bridge_factory, mailbox, odoo, sink):
@@ -123,3 +125,12 @@ def test_not_ready_when_odoo_refuses_our_login(bridge_factory, mailbox, odoo, si
     assert report["services"]["odoo"]["up"] is False and "login refused" in report["services"]["odoo"]["reason"]
     assert "not-the-password" not in get(f"{base}/readyz").text
     assert not done(mailbox, uid)
+
+
+def test_webhook_queues_a_valid_id_and_refuses_a_bad_one(bridge_factory):
+    """Through the App's wiring: the ticket feed takes the id (202), a bad one is refused (400)."""
+    _, base = start(bridge_factory)
+    url = f"{base}/webhook/ticket?token={TOKEN}"
+    assert requests.post(url, json={"_id": 424242}, timeout=5).json() == {"queued": 424242}
+    refused = requests.post(url, json={"_id": True}, timeout=5)
+    assert refused.status_code == 400 and "_id" in refused.json()["error"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -247,3 +248,32 @@ def test_precision_and_recall_on_the_labelled_set(classifier: LoginClassifier) -
     assert precision >= 0.97
     assert recall >= 0.90
     assert len(wrong_language) <= len(emails) // 50
+
+
+# ---------------------------------------------------------------- hostile sizes
+
+
+def test_only_the_start_of_a_huge_body_is_read(classifier: LoginClassifier) -> None:
+    """A 5 MB body took 16 s: the classifier reads the first MAX_TEXT_CHARS and nothing after them."""
+    from bridge.automation.classify import MAX_TEXT_CHARS
+
+    filler = "Hello team, a question about last month's invoice and the printer. "
+    head = ("I can't log in to the portal.\n" + filler * (MAX_TEXT_CHARS // len(filler)))[:MAX_TEXT_CHARS - 1]
+    body = head + "\nYou received this email because you subscribed.\n"  # an exclusion, past the cap
+    body += filler * (5_000_000 // len(filler))
+    body = body[:5_000_000]
+    assert len(body) == 5_000_000
+    started = time.perf_counter()
+    result = classifier.classify("Question", body)
+    elapsed = time.perf_counter() - started
+    assert result.is_login and result.excluded_by == ""  # the exclusion lies beyond what is read
+    assert not classifier.classify("Question", body[: MAX_TEXT_CHARS - 200] + body[MAX_TEXT_CHARS - 1 :]).is_login
+    assert elapsed < 2, f"{elapsed:.1f}s"  # linear in the capped size, not in 5 MB
+
+
+def test_only_the_start_of_a_huge_subject_is_read(classifier: LoginClassifier) -> None:
+    from bridge.automation.classify import MAX_SUBJECT_CHARS
+
+    subject = "Printer " * (MAX_SUBJECT_CHARS // 8) + "can't log in " + "x" * 1_000_000
+    assert not classifier.classify(subject, "").is_login  # the phrase lies beyond the cap
+    assert classifier.classify("can't log in " + "x " * 500_000, "").is_login

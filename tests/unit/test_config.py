@@ -1,10 +1,11 @@
 """Config loading: env expansion, validation errors that name the key path."""
 
+import re
 from pathlib import Path
 
 import pytest
 
-from bridge.config import expand_env, load_config, parse_config
+from bridge.config import expand_env, insecure_transports, load_config, parse_config
 from bridge.errors import ConfigurationError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -12,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 MINIMAL = {
     "imap": {"username": "support", "password": "${IMAP_PASSWORD}"},
     "smtp": {"from_address": "support@example.com"},
-    "odoo": {"url": "http://odoo", "db": "db", "username": "bot", "password": "${ODOO_PASSWORD:-fallback}"},
+    "odoo": {"url": "https://odoo.example.com", "db": "db", "username": "bot", "password": "${ODOO_PASSWORD:-fallback}"},
 }
 
 
@@ -88,4 +89,38 @@ def test_relative_folders_are_relative_to_the_config_file(tmp_path):
     path.write_text(yaml.safe_dump(MINIMAL))
     cfg = load_config(path, {"IMAP_PASSWORD": "pw"})
     assert cfg.state.dir == str(tmp_path / "conf" / "state")
-    assert cfg.tickets.templates_dir == str(tmp_path / "conf" / "templates")
+    assert cfg.tickets.templates_dir == ""  # no overrides: the packaged templates
+    path.write_text(yaml.safe_dump({**MINIMAL, "tickets": {"templates_dir": "templates"}}))
+    assert load_config(path, {"IMAP_PASSWORD": "pw"}).tickets.templates_dir == str(tmp_path / "conf" / "templates")
+
+
+@pytest.mark.parametrize(
+    "section,key,value,named",
+    [
+        ("imap", "security", "plain", "imap.security: plain to mail.example.com"),
+        ("smtp", "security", "plain", "smtp.security: plain to mail.example.com"),
+        ("odoo", "url", "http://odoo.example.com", "odoo.url: http:// to odoo.example.com"),
+    ],
+)
+def test_plain_text_to_a_remote_host_is_refused_unless_allowed(section, key, value, named):
+    data = {**MINIMAL, "imap": {**MINIMAL["imap"], "host": "mail.example.com"},
+            "smtp": {**MINIMAL["smtp"], "host": "mail.example.com"}}
+    data[section] = {**data[section], key: value}
+    with pytest.raises(ConfigurationError, match=re.escape(named)):
+        parse_config(data, {"IMAP_PASSWORD": "pw"})
+    allowed = parse_config({**data, "bridge": {"allow_insecure": True}}, {"IMAP_PASSWORD": "pw"})
+    assert insecure_transports(allowed) == [named]
+
+
+def test_plain_hr_url_to_a_remote_host_is_refused():
+    data = {**MINIMAL, "automation": {"enabled": True, "hr": {"url": "http://hr.example.com"},
+                                      "lms": {"url": "https://lms.example.com"}}}
+    with pytest.raises(ConfigurationError, match=r"automation\.hr\.url: http:// to hr\.example\.com"):
+        parse_config(data, {"IMAP_PASSWORD": "pw"})
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost"])
+def test_plain_text_to_loopback_is_fine(host):
+    data = {**MINIMAL, "imap": {**MINIMAL["imap"], "host": host, "security": "plain"},
+            "odoo": {**MINIMAL["odoo"], "url": f"http://{host if ':' not in host or host.startswith('[') else '[' + host + ']'}:8069"}}
+    assert insecure_transports(parse_config(data, {"IMAP_PASSWORD": "pw"})) == []

@@ -127,6 +127,68 @@ def test_dotted_paths_read_a_nested_answer(hr: HrSandbox) -> None:
         HrDirectory(hr_config(hr)).lookup("quynh.vo@customer.example")
 
 
+@pytest.fixture()
+def listing_hr() -> Iterator[HrSandbox]:
+    """An HR stand-in that never answers 404: {"data": [employee]} or {"data": []}."""
+    with HrSandbox(list_envelope="data") as sandbox:
+        yield sandbox
+
+
+def test_an_empty_list_means_not_found_when_configured(listing_hr: HrSandbox) -> None:
+    """Many HR APIs answer 200 {"data": []} for nobody: that is "unknown to HR", not a broken answer."""
+    directory = HrDirectory(hr_config(listing_hr, not_found_when_empty="data"))
+    assert directory.lookup("nobody@customer.example") is None
+    assert directory.lookup("carol@customer.example") is None
+    # the one element is the record: the field paths (here the defaults) are read from it
+    assert directory.lookup("bob@customer.example") == Employee(
+        "bob@customer.example", "Bob Keller", "terminated", "terminated"
+    )
+    assert directory.lookup("LAN@Customer.Example") == Employee(
+        "lan.le@customer.example", "Lê Thị Lan", "active", "active"
+    )
+    assert [call["status"] for call in listing_hr.calls] == [200, 200, 200, 200]
+
+
+def test_without_the_setting_an_empty_list_is_a_broken_answer(listing_hr: HrSandbox) -> None:
+    with pytest.raises(RejectedByService, match="HR answered without employment_status"):
+        HrDirectory(hr_config(listing_hr)).lookup("nobody@customer.example")
+
+
+@pytest.mark.parametrize("body", ['{"data": null}', '{"data": {}}', '{"data": []}'])
+def test_null_and_empty_objects_mean_not_found_too(hr: HrSandbox, body: str) -> None:
+    hr.fail_next(200, body=body)
+    assert HrDirectory(hr_config(hr, not_found_when_empty="data")).lookup("alice@customer.example") is None
+
+
+def test_a_record_object_at_the_path_is_read_like_a_one_element_list(hr: HrSandbox) -> None:
+    hr.fail_next(200, body='{"data": {"email": "x@customer.example", "name": "X", "state": "Left"}}')
+    directory = HrDirectory(hr_config(hr, not_found_when_empty="data", employment_field="state"))
+    assert directory.lookup("x@customer.example") == Employee("x@customer.example", "X", "terminated", "Left")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{"result": []}', "HR answered without data$"),
+        ('{"data": "none"}', "without a record at data"),
+        ('{"data": [{"email": "a@x"}, {"email": "b@x"}]}', "HR answered 2 records at data for one address"),
+        ('{"data": [{"email": "a@x", "name": "A"}]}', "HR answered without data.0.employment_status"),
+    ],
+)
+def test_other_shapes_at_the_path_are_refused(hr: HrSandbox, body: str, message: str) -> None:
+    hr.fail_next(200, body=body)
+    with pytest.raises(RejectedByService, match=message):
+        HrDirectory(hr_config(hr, not_found_when_empty="data")).lookup("alice@customer.example")
+
+
+def test_a_nested_path_to_the_record(hr: HrSandbox) -> None:
+    hr.fail_next(200, body='{"result": {"items": []}}')
+    directory = HrDirectory(hr_config(hr, not_found_when_empty="result.items", employment_field="status.code"))
+    assert directory.lookup("a@customer.example") is None
+    hr.fail_next(200, body='{"result": {"items": [{"email": "a@x", "name": "A", "status": {"code": "ACTIVE"}}]}}')
+    assert directory.lookup("a@customer.example") == Employee("a@x", "A", "active", "ACTIVE")
+
+
 def test_email_is_quoted_into_the_path(hr: HrSandbox, directory: HrDirectory) -> None:
     assert directory.lookup("../employees/alice@customer.example") is None
     assert hr.calls[-1]["path"] == "/employees/../employees/alice@customer.example"  # one segment, decoded
@@ -164,6 +226,14 @@ def test_nothing_listening_is_service_down(lms: LmsSandbox, client: LmsClient) -
     lms.stop()
     with pytest.raises(ServiceDown, match="cannot reach"):
         client.account("alice@customer.example")
+
+
+def test_an_unreachable_url_is_named_without_its_credentials(lms: LmsSandbox) -> None:
+    url = lms.url.replace("http://", "http://svc:url-s3cret@") + "/api?token=q-s3cret"
+    lms.stop()
+    with pytest.raises(ServiceDown, match="cannot reach") as info:
+        LmsClient(lms_config(lms, url=url)).account("alice@customer.example")
+    assert "s3cret" not in str(info.value) and lms.url.split("//")[1] in str(info.value)
 
 
 @pytest.mark.parametrize(

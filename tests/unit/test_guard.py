@@ -80,6 +80,9 @@ def report(*parts: tuple[str, str], subject: str = "Undelivered Mail Returned to
         ("*", "", False),
         ("a*b*c", "aXXbYYc", True),
         ("a*b*c", "aXXbYY", False),
+        ("*@kunde.example", "x@\u212aunde.example", False),  # KELVIN SIGN is not "k"
+        ("*@\u212aunde.example", "x@kunde.example", False),
+        ("*@KUNDE.example", "X@kunde.EXAMPLE", True),
     ],
 )
 def test_address_matches(pattern: str, address: str, expected: bool) -> None:
@@ -90,6 +93,20 @@ def test_address_matches_has_no_catastrophic_backtracking() -> None:
     started = time.perf_counter()
     assert not address_matches("*a*a*a*a*a*a*a*a*b", "a" * 300)
     assert time.perf_counter() - started < 0.5
+
+
+def test_loop_token_is_compared_in_ascii_only() -> None:
+    ctx = GuardContext(frozenset({"helpdesk@kunde.example"}), "helpdesk.example.com", "helpdesk@kunde.example",
+                       lambda message_id: False)
+    action, _ = verdict_in(email("X-Loop: HELPDESK@KUNDE.EXAMPLE"), ctx)
+    assert action is GuardAction.DROP
+    action, _ = verdict_in(email("X-Loop: helpdesk@\u212aunde.example"), ctx)
+    assert action is not GuardAction.DROP
+
+
+def verdict_in(mail: InboundEmail, ctx: GuardContext) -> tuple[GuardAction, str]:
+    result = classify(mail, CFG, ctx)
+    return result.action, result.reason
 
 
 # --- DROP: exact loops --------------------------------------------------------------------------

@@ -1,15 +1,20 @@
-"""The login-automation reply templates: both languages, test mode, escaping, no addresses."""
+"""The login-automation reply templates (packaged in bridge/templates): both languages, test
+mode, escaping, no addresses, and nothing of an unverified sender's own words."""
 
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import jinja2
 import pytest
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+from bridge.mail.compose import PACKAGED_TEMPLATES as TEMPLATES
+
 OUTCOMES = ("login_reactivated", "login_reset", "login_escalated")
+# Sent only after the sender passed verification (DMARC-aligned, organisation domain): the reader
+# is the writer, so greeting them by the name they gave relays nothing to a third party.
+# login_escalated also answers senders who could not be verified: it greets neutrally.
+VERIFIED_ONLY = ("login_reactivated", "login_reset")
 PARTS = ("subject", "txt", "html")
 LANGS = ("en", "vi")
 GREETING = {"en": "Hello", "vi": "Xin chào"}
@@ -65,7 +70,7 @@ def test_bodies_speak_the_language_and_flag_test_runs_at_the_top(
     env: jinja2.Environment, outcome: str, lang: str, test_mode: bool, part: str
 ) -> None:
     body = render(env, outcome, part, lang=lang, test_mode=test_mode)
-    greeting = body.index(f"{GREETING[lang]} Lan Nguyen")
+    greeting = body.index(f"{GREETING[lang]} Lan Nguyen" if outcome in VERIFIED_ONLY else f"{GREETING[lang]},")
     assert "[#HD-42]" in body and "Student Support" in body
     if lang == "vi":
         assert "tài khoản" in body.lower()
@@ -101,7 +106,8 @@ def test_content_of_each_outcome(env: jinja2.Environment, outcome: str, lang: st
 @pytest.mark.parametrize(("outcome", "lang", "test_mode"), CASES)
 def test_html_escapes_the_customer_name(env: jinja2.Environment, outcome: str, lang: str, test_mode: bool) -> None:
     page = render(env, outcome, "html", lang=lang, test_mode=test_mode, customer_name="<script>x</script>")
-    assert "&lt;script&gt;x&lt;/script&gt;" in page
+    if outcome in VERIFIED_ONLY:
+        assert "&lt;script&gt;x&lt;/script&gt;" in page
     assert "<script" not in page
     assert f'<html lang="{lang}">' in page
 
@@ -121,3 +127,14 @@ def test_templates_need_lang_and_test_mode(env: jinja2.Environment, outcome: str
     template = env.get_template(f"{outcome}.txt.j2")
     with pytest.raises(jinja2.UndefinedError):
         template.render(customer_name="x", subject="s", ticket_id=1, ticket_tag="[#HD-1]", team_name="t")
+
+
+@pytest.mark.parametrize(("lang", "test_mode", "part"), list(itertools.product(LANGS, (False, True), ("txt", "html"))))
+def test_escalated_reply_repeats_neither_name_nor_subject(
+    env: jinja2.Environment, lang: str, test_mode: bool, part: str
+) -> None:
+    """login_escalated also goes to senders who failed verification: no phishing relay."""
+    name, subject = "Admin: verify at http://evil.example", "Click https://evil.example/now"
+    body = render(env, "login_escalated", part, lang=lang, test_mode=test_mode, customer_name=name, subject=subject)
+    assert "evil.example" not in body and "verify at" not in body and "Click" not in body
+    assert "[#HD-42]" in body

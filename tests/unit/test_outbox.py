@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from bridge.errors import RejectedByService, TransientError
+from bridge.errors import RecipientDeferred, RejectedByService, ServiceDown, TransientError
 from bridge.pipeline.health import ServiceHealth
 from bridge.pipeline.outbox import Effect, Outbox, backoff
 from bridge.store import Store
@@ -142,3 +142,39 @@ def test_each_kind_has_its_own_lane_and_runs_oldest_first(store):
         release.set()
 
     asyncio.run(scenario())
+
+
+def test_a_deferred_recipient_is_retried_without_an_outage(store):
+    """4xx on RCPT: the server is up, so /readyz must not flip (nor show the error text)."""
+    seen = []
+
+    async def deferring(payload, attempt):
+        seen.append((attempt, health.is_down, health.failures, health.reason))
+        if attempt < 2:
+            raise RecipientDeferred("recipient deferred (450 4.2.0)", service="smtp")
+
+    health = ServiceHealth("smtp")
+    outbox = Outbox(store.outbox, {"smtp": deferring}, {"smtp": health}, retry_base=0.01, retry_max=0.02)
+    outbox.enqueue(Effect("ack:1", "smtp", {}))
+    asyncio.run(_run_until(outbox, lambda: store.outbox.get("ack:1")["status"] == "sent"))
+    assert seen == [(0, False, 0, ""), (1, False, 0, ""), (2, False, 0, "")]
+    assert health.report() == {"up": True}
+
+
+def test_a_deferred_recipient_proves_the_server_is_back(store):
+    """Any other transient error is an outage; an answer to RCPT ends it (the server is up)."""
+    seen = []
+
+    async def handler(payload, attempt):
+        seen.append(health.is_down)
+        if attempt == 0:
+            raise ServiceDown("smtp: cannot connect", service="smtp")
+        raise RecipientDeferred("recipient deferred (451 4.3.0)", service="smtp")
+
+    health = ServiceHealth("smtp")
+    outbox = Outbox(store.outbox, {"smtp": handler}, {"smtp": health}, max_attempts=3,
+                    retry_base=0.01, retry_max=0.02)
+    outbox.enqueue(Effect("ack:1", "smtp", {}))
+    asyncio.run(_run_until(outbox, lambda: store.outbox.get("ack:1")["status"] == "dead"))
+    assert seen == [False, True, False]
+    assert not health.is_down and store.outbox.get("ack:1")["attempts"] == 3

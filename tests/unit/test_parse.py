@@ -151,6 +151,40 @@ def test_headers_keep_every_value_lower_case_and_unfolded() -> None:
     assert parse_email(raw).header("Auto-Submitted") == "auto-replied"
 
 
+def test_header_fields_keep_the_order_across_names() -> None:
+    """Which Authentication-Results sits above which Received: the dict loses it, header_fields keeps it."""
+    raw = mail(
+        "Authentication-Results: mx.example.com; dmarc=pass",
+        "Received: from a\r\n by mx.example.com",
+        "Authentication-Results: forged; dmarc=pass",
+        "Received: from b by c",
+    )
+    email = parse_email(raw)
+    order = [(name, value) for name, value in email.header_fields if name in ("received", "authentication-results")]
+    assert order == [
+        ("authentication-results", "mx.example.com; dmarc=pass"),
+        ("received", "from a by mx.example.com"),
+        ("authentication-results", "forged; dmarc=pass"),
+        ("received", "from b by c"),
+    ]
+    assert [name for name, _ in email.header_fields][:7] == [
+        "from", "to", "subject", "date", "message-id", "mime-version", "content-type"
+    ]
+    assert len(email.header_fields) == sum(len(values) for values in email.headers.values())
+    assert email.header_fields[7][1] is email.headers["authentication-results"][0]  # shared, not copied
+
+
+def test_addresses_and_header_values_keep_their_code_points() -> None:
+    """KELVIN SIGN lower-cases (and NFC-composes) to "k": the parsed address must not become
+    someone else's, nor a header value another server's name."""
+    email = parse_email(mail("From: Mallory <Mallory@\u212aunde.Example>",
+                             "Authentication-Results: mx.\u212aunde.example\u037e dmarc=pass"))
+    assert email.from_addr == "mallory@\u212aunde.example"
+    assert email.header("authentication-results") == "mx.\u212aunde.example\u037e dmarc=pass"
+    assert email.headers["from"] == ("Mallory <Mallory@\u212aunde.Example>",)
+    assert parse_email(mail("To: A <A@X.Example>, b@\u212a.example")).to == ("a@x.example", "b@\u212a.example")
+
+
 def test_unparseable_date_is_none() -> None:
     assert parse_email(mail("Date: yesterday-ish")).date is None
     assert parse_email(mail("Date: -")).date is None
@@ -285,6 +319,41 @@ def test_twenty_megabyte_attachment_in_reasonable_time() -> None:
     assert elapsed < 10, f"{elapsed:.1f}s"
 
 
+def _encoded_words(size: int) -> str:
+    """A run of the shortest encoded words ("é" each): the worst case for header decoding."""
+    return " ".join(["=?utf-8?b?w6k=?="] * (size // 17))
+
+
+def test_megabyte_encoded_word_subject_is_cut_before_decoding() -> None:
+    """A 0.97 MB email whose Subject is encoded words took 7.5 s (the email package's decode_header,
+    called by mail-parser for every header, is quadratic in the number of words)."""
+    from bridge.mail.parse import MAX_ENCODED_HEADER_CHARS
+
+    raw = mail(f"Subject: {_encoded_words(960_000)}")
+    assert 950_000 < len(raw) < 1_000_000
+    started = time.perf_counter()
+    email = parse_email(raw)
+    elapsed = time.perf_counter() - started
+    assert email.subject == "\u00e9" * 1000
+    assert MAX_ENCODED_HEADER_CHARS // 2 < len(email.headers["subject"][0]) <= MAX_ENCODED_HEADER_CHARS
+    assert email.headers["subject"][0].endswith("?=")  # cut between words, not inside one
+    assert "Subject header longer than 32768 characters with encoded words: cut" in email.defects
+    assert elapsed < 2, f"{elapsed:.1f}s"
+
+
+def test_any_long_encoded_word_header_is_cut_and_short_ones_are_not() -> None:
+    from bridge.mail.parse import MAX_ENCODED_HEADER_CHARS
+
+    words = _encoded_words(1_000_000)
+    plain = "word " * 100_000
+    started = time.perf_counter()
+    email = parse_email(mail(f"X-Spam-Report: {words}", f"X-Plain: {plain}", "Subject: =?utf-8?q?caf=C3=A9?="))
+    assert time.perf_counter() - started < 2
+    assert len(email.header("x-spam-report")) <= MAX_ENCODED_HEADER_CHARS
+    assert email.header("x-plain") == plain.strip()  # no encoded word: nothing quadratic, kept whole
+    assert email.subject == "caf\u00e9"
+
+
 def _nested(depth: int) -> bytes:
     body = b"".join(
         f"--b{i}\r\nContent-Type: multipart/mixed; boundary=b{i + 1}\r\n\r\n".encode() for i in range(depth)
@@ -348,10 +417,10 @@ def test_mangled_emails_never_raise_anything_else() -> None:
 
 
 def test_falls_back_to_the_stdlib_parser_when_mail_parser_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    def choke(raw: bytes) -> None:
+    def choke(message: object) -> None:
         raise RuntimeError("mail-parser choked")
 
-    monkeypatch.setattr(mailparser, "parse_from_bytes", choke)
+    monkeypatch.setattr(mailparser, "MailParser", choke)
     email = parse_email(mail("Subject: still parsed"))
     assert email.subject == "still parsed" and email.from_addr == "alice@customer.example"
     assert any("stdlib" in defect for defect in email.defects)

@@ -74,6 +74,26 @@ def test_authenticate_returns_uid_or_false(odoo: OdooSandbox) -> None:
     assert jsonrpc(odoo, "common", "authenticate", odoo.db, "nobody", "x", {})["result"] is False
 
 
+def test_added_users_log_in_and_their_records_carry_their_uid(odoo: OdooSandbox) -> None:
+    uid = odoo.add_user("alice@customer.example", "Alice", share=True, password="alice-pw")
+    common = proxy(odoo, "common")
+    assert common.authenticate(odoo.db, "alice@customer.example", "alice-pw", {}) == uid != 2
+    assert common.authenticate(odoo.db, "alice@customer.example", odoo.password, {}) is False
+    [user] = call(odoo, "res.users", "read", [uid], fields=["login", "share", "partner_id"])
+    assert (user["login"], user["share"]) == ("alice@customer.example", True)
+    assert call(odoo, "res.partner", "read", [user["partner_id"][0]], fields=["email"])[0]["email"] == user["login"]
+    theirs = proxy(odoo).execute_kw(odoo.db, uid, "alice-pw", "helpdesk.ticket", "create",
+                                    [{"name": "Locked out", "partner_id": user["partner_id"][0]}])
+    ours = call(odoo, "helpdesk.ticket", "create", {"name": "From an email"})
+    created = {t["id"]: t["create_uid"] for t in odoo.records("helpdesk.ticket")}
+    assert created == {theirs: uid, ours: 2}
+    with pytest.raises(xmlrpc.client.Fault) as info:
+        proxy(odoo).execute_kw(odoo.db, uid, odoo.password, "res.partner", "search", [[]])
+    assert info.value.faultCode == 3
+    odoo.reset()
+    assert common.authenticate(odoo.db, "alice@customer.example", "alice-pw", {}) is False
+
+
 def test_wrong_password_is_access_denied(odoo: OdooSandbox) -> None:
     with pytest.raises(xmlrpc.client.Fault) as info:
         proxy(odoo).execute_kw(odoo.db, 2, "wrong", "res.partner", "search", [[]])

@@ -1,6 +1,7 @@
 """State tables: JSON on disk (never pickle), survive reopening, pruning keeps what is recent."""
 
 import sqlite3
+import stat
 import time
 
 from bridge.store import Store
@@ -62,3 +63,45 @@ def test_another_process_can_requeue_while_the_bridge_runs(tmp_path):
     assert running.outbox.get("k") == {"status": "pending"}
     cli.close()
     running.close()
+
+
+def test_every_connection_commits_to_disk(tmp_path):
+    """sqlitedict sets synchronous=OFF; a power loss could then drop journal records."""
+    store = Store(tmp_path)
+    for table in store.tables():
+        assert table._db.conn.select_one("PRAGMA synchronous") == (2,), table.name  # FULL
+        assert table._db.conn.select_one("PRAGMA journal_mode") == ("wal",), table.name
+    store.close()
+
+
+def test_state_is_private(tmp_path):
+    folder = tmp_path / "state"
+    store = Store(folder)
+    store.meta.put("secret", "s3cr3t")
+    store.jobs.put("<a@b>", {"status": "active"})
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    files = list(folder.iterdir())
+    assert any(f.name.endswith("-wal") for f in files)
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+    store.close()
+
+
+def test_an_existing_open_state_folder_is_tightened(tmp_path):
+    folder = tmp_path / "state"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    (folder / "meta.sqlite").touch()
+    (folder / "meta.sqlite").chmod(0o644)
+    Store(folder).close()
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "meta.sqlite").stat().st_mode) == 0o600
+
+
+def test_the_state_lock_is_private_too(tmp_path):
+    from bridge.statelock import lock_state
+
+    handle = lock_state(tmp_path / "state")
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "state" / "bridge.lock").stat().st_mode) == 0o600
+    handle.close()

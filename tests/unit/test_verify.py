@@ -389,3 +389,173 @@ def test_look_alike_domains_are_not_folded_into_organisation_domains() -> None:
     fullwidth = "\uff4b\uff55\uff4e\uff44\uff45.example"
     header = ours(f"dmarc=pass header.from={fullwidth}")
     assert not verify_sender(email(f"a@{fullwidth}", authentication_results=header), policy).trusted
+
+
+# --- ASCII-only case folding, duplicate Subject ----------------------------------------------------
+
+
+def test_authserv_ids_are_lower_cased_in_ascii_only() -> None:
+    """KELVIN SIGN lower-cases to "k": a header naming "mx.\u212aunde.example" is not our server's,
+    and an MTA that strips its own id would not have stripped it."""
+    policy = SenderPolicy(organisation_domains=("customer.example",), trusted_authserv_ids=("MX.Kunde.Example",))
+    assert policy.trusted_authserv_ids == ("mx.kunde.example",)
+    assert SenderPolicy(trusted_authserv_ids=("MX.\u212aUNDE",)).trusted_authserv_ids == ("mx.\u212aunde",)
+    kelvin = ours("dmarc=pass header.from=customer.example", "mx.\u212aunde.example")
+    verdict = verify_sender(email(authentication_results=kelvin), policy)
+    assert not verdict.trusted
+    assert verdict.evidence[0].startswith("ignored (authserv-id mx.\u212aunde.example is not trusted)")
+    plain = ours("dmarc=pass header.from=customer.example", "MX.KUNDE.EXAMPLE")
+    assert verify_sender(email(authentication_results=plain), policy).trusted
+
+
+def test_results_methods_are_lower_cased_in_ascii_only() -> None:
+    _, results = parse_authentication_results("mx.example.com; D\u212aIM=pass header.d=customer.example")
+    assert results[0]["method"] == "d\u212aim"
+    assert not verify_sender(email(authentication_results=ours("d\u212aim=pass header.d=customer.example")),
+                             DKIM_POLICY).trusted
+
+
+def test_duplicate_subject_is_ambiguous() -> None:
+    """DKIM may sign one Subject while the reader (and the classifier) sees the other."""
+    header = ours("dmarc=pass header.from=customer.example")
+    verdict = verify_sender(email(authentication_results=header, subject=("I can't log in", "Invoice")), POLICY)
+    assert not verdict.trusted
+    assert verdict.reason == "the Subject header appears more than once: the sender is ambiguous"
+    assert verify_sender(email(authentication_results=header, subject="I can't log in"), POLICY).trusted
+
+
+# --- Authentication-Results only above our own Received header --------------------------------------
+
+RECEIVED_POLICY = POLICY.model_copy(update={"trusted_received_by": ("mx.example.com",)})
+OUR_RECEIVED = ("from mail-sor-f41.google.com (mail-sor-f41.google.com [209.85.220.41])\r\n"
+                " by mx.example.com (Postfix) with ESMTPS id 4Xyz for <support@example.com>;"
+                " Mon, 23 Nov 2026 10:00:00 +0000")
+PASS = ours("dmarc=pass header.from=customer.example")
+
+
+def ordered(*fields: tuple[str, str], from_addr: str = "alice@customer.example") -> InboundEmail:
+    """An InboundEmail whose headers come in the given order (header_fields) and by name (headers)."""
+    fields = (("from", f"Alice <{from_addr}>"), *fields)
+    collected: dict[str, tuple[str, ...]] = {}
+    for name, value in fields:
+        collected[name] = collected.get(name, ()) + (value,)
+    base = email(from_addr)
+    return type(base)(**{**base.__dict__, "headers": collected, "header_fields": tuple(fields)})
+
+
+def test_received_by_policy_is_normalised_and_validated() -> None:
+    policy = SenderPolicy(trusted_received_by=(" MX.Example.COM. ", "mx2.\u212a.example"))
+    assert policy.trusted_received_by == ("mx.example.com", "mx2.\u212a.example")
+    with pytest.raises(ValidationError):
+        SenderPolicy(trusted_received_by=(" ",))
+    assert SenderPolicy().trusted_received_by == ()
+
+
+def test_results_above_our_received_header_count() -> None:
+    mail = ordered(("authentication-results", PASS), ("received", OUR_RECEIVED),
+                   ("received", "from laptop by smtp.customer.example"))
+    verdict = verify_sender(mail, RECEIVED_POLICY)
+    assert verdict.trusted
+    assert verdict.evidence == (f"used: {PASS}",)
+
+
+def test_forged_results_below_our_received_header_are_ignored() -> None:
+    """Our milter failed open: the only header with our authserv-id was written by the sender."""
+    mail = ordered(("received", OUR_RECEIVED), ("authentication-results", PASS),
+                   ("received", "from laptop by smtp.evil.example"))
+    assert verify_sender(mail, POLICY).trusted  # what trusting any position allowed
+    verdict = verify_sender(mail, RECEIVED_POLICY)
+    assert not verdict.trusted
+    assert verdict.reason == ("no Authentication-Results from a trusted server above the Received header of "
+                              "mx.example.com")
+    assert verdict.evidence == (f"ignored (below the Received header of mx.example.com): {PASS}",)
+
+
+def test_without_our_received_header_nothing_is_trusted() -> None:
+    mail = ordered(("authentication-results", PASS), ("received", "from a by relay.customer.example"))
+    verdict = verify_sender(mail, RECEIVED_POLICY)
+    assert not verdict.trusted
+    assert verdict.reason == ("no Received header by our receiving server (mx.example.com): "
+                              "no Authentication-Results can be trusted")
+    assert not verify_sender(ordered(("authentication-results", PASS)), RECEIVED_POLICY).trusted
+
+
+def test_only_the_topmost_of_our_received_headers_counts() -> None:
+    """A sender can add a Received "by mx.example.com" too, but only below the real one."""
+    forged_below = ordered(("received", OUR_RECEIVED), ("authentication-results", PASS), ("received", OUR_RECEIVED))
+    assert not verify_sender(forged_below, RECEIVED_POLICY).trusted
+    internal_hops = ordered(("received", "from mx.example.com by imap.example.com with LMTP"),
+                            ("authentication-results", PASS), ("received", OUR_RECEIVED),
+                            ("authentication-results", ours("dmarc=fail header.from=customer.example")))
+    verdict = verify_sender(internal_hops, RECEIVED_POLICY)
+    assert verdict.trusted and verdict.evidence == (f"used: {PASS}",)
+
+
+@pytest.mark.parametrize(
+    ("received", "ours_"),
+    [
+        ("from a (a [1.2.3.4]) BY MX.Example.Com. (Postfix) with ESMTP id 1; Mon, 1 Jan 2026", True),
+        ("from [203.0.113.5] (helo=x) by mx.example.com with esmtps (TLS1.3); date", True),
+        ("from a\r\n\tby mx.example.com\r\n\twith ESMTP", True),
+        ("from by (by mx.example.com) by relay.evil.example; date", False),  # a HELO named "by"
+        ("from mx.example.com by relay.evil.example; by mx.example.com", False),
+        ("from a (comment: by mx.example.com) by relay.evil.example", False),
+        ("from a by mx.example.com.evil.example", False),
+        ("from a by m\u0445.example.com", False),  # Cyrillic x
+        ("(qmail 1234 invoked by uid 89); Mon, 1 Jan 2026", False),
+        ("", False),
+    ],
+)
+def test_by_host_of_received_headers(received: str, ours_: bool) -> None:
+    mail = ordered(("authentication-results", PASS), ("received", received))
+    assert verify_sender(mail, RECEIVED_POLICY).trusted is ours_
+
+
+def test_received_by_is_compared_in_ascii_only() -> None:
+    policy = RECEIVED_POLICY.model_copy(update={"trusted_received_by": ("mx.kunde.example",)})
+    kelvin = ordered(("authentication-results", PASS), ("received", "from a by mx.\u212aunde.example"))
+    assert not verify_sender(kelvin, policy).trusted
+    plain = ordered(("authentication-results", PASS), ("received", "from a by MX.KUNDE.EXAMPLE"))
+    assert verify_sender(plain, policy).trusted
+
+
+def _parsed(*headers: str) -> InboundEmail:
+    from bridge.mail.parse import parse_email
+
+    head = "\r\n".join((*headers, "From: Alice <alice@customer.example>", "To: support@example.com",
+                        "Subject: I can't log in", "Message-ID: <m1@customer.example>"))
+    return parse_email(f"{head}\r\n\r\nHello, I can't log in.\r\n".encode())
+
+
+def test_parsed_email_keeps_the_order_and_the_look_alikes() -> None:
+    """End to end: parse keeps header order for trusted_received_by, and does not fold a KELVIN
+    SIGN in a forged authserv-id into our id (NFC maps it to "K")."""
+    ours_above = _parsed(f"Authentication-Results: {PASS}", f"Received: {OUR_RECEIVED}")
+    assert verify_sender(ours_above, RECEIVED_POLICY).trusted
+    forged_below = _parsed(f"Received: {OUR_RECEIVED}", f"Authentication-Results: {PASS}")
+    assert not verify_sender(forged_below, RECEIVED_POLICY).trusted
+    policy = POLICY.model_copy(update={"trusted_authserv_ids": ("mx.kunde.example",)})
+    kelvin = _parsed("Authentication-Results: mx.\u212aunde.example; dmarc=pass header.from=customer.example")
+    assert not verify_sender(kelvin, policy).trusted
+    plain = _parsed("Authentication-Results: MX.KUNDE.EXAMPLE; dmarc=pass header.from=customer.example")
+    assert verify_sender(plain, policy).trusted
+
+
+def test_hostile_sizes_are_bounded() -> None:
+    """verify_sender runs on the event loop: a 1 MB header or thousands of them are not read."""
+    from bridge.automation.verify import MAX_RESULTS_CHARS, MAX_RESULTS_HEADERS
+
+    huge = ours("dkim=fail header.d=x.example; " * 30_000 + "dmarc=pass header.from=customer.example")
+    verdict = verify_sender(email(authentication_results=(huge, PASS)), POLICY)
+    assert not verdict.trusted  # a header below an unread one may not stand in for it
+    assert verdict.reason == (f"an Authentication-Results header is longer than {MAX_RESULTS_CHARS} characters: "
+                              "not read")
+    assert verify_sender(email(authentication_results=(PASS, huge)), POLICY).trusted
+    spoofs = ("evil.example; dmarc=pass header.from=customer.example",) * 10_000
+    verdict = verify_sender(email(authentication_results=(*spoofs, PASS)), POLICY)
+    assert not verdict.trusted and len(verdict.evidence) == MAX_RESULTS_HEADERS
+    assert verdict.reason == ("no Authentication-Results from a trusted server among the topmost "
+                              f"{MAX_RESULTS_HEADERS}")
+    late_by = "from a " + "(x) " * 250_000 + "by mx.example.com"
+    long_received = ordered(("authentication-results", PASS), ("received", late_by))
+    assert not verify_sender(long_received, RECEIVED_POLICY).trusted  # the by clause must come early

@@ -1,0 +1,78 @@
+"""The outbox's handlers in one place: send a mail, post a note on a ticket, escalate to a human.
+
+The App owns one ``Effects`` and hands ``handlers`` to the outbox; a new effect kind is one
+handler here plus its lane. Every handler is idempotent (see bridge/pipeline/outbox.py): a
+mail is re-sent with the same Message-ID, a note looks for its marker before posting again.
+"""
+
+from __future__ import annotations
+
+import logging
+from html import escape
+from typing import Any
+
+from bridge.errors import Undeliverable
+from bridge.mail.htmltext import text_to_html
+from bridge.mail.smtp import SmtpSender
+from bridge.notify import Notifier
+from bridge.pipeline.context import Context
+from bridge.pipeline.outbox import Effect, Handler
+
+log = logging.getLogger("bridge.effects")
+
+
+def mail_note(payload: dict[str, Any], *, not_sent: str = "") -> Effect:
+    """The internal note that says what the bridge sent on a ticket (or why it could not)."""
+    kind = str(payload.get("kind") or "acknowledgement").replace("_", " ")
+    what = f"{kind.capitalize()} ({escape(payload.get('template', ''))})"
+    to = escape(", ".join(payload["recipients"]))
+    head = (f"<b>{what} not sent</b> to {to}: {escape(not_sent)}" if not_sent
+            else f"<b>{what} sent</b> to {to}")
+    body = (
+        f"<p>{head}<br/>Subject: {escape(payload['subject'])}<br/>"
+        f"Message-ID: {escape(payload['message_id'])}</p>{text_to_html(payload['text'])}"
+    )
+    return Effect(
+        f"note:{payload['message_id']}",
+        "odoo_note",
+        {"ticket": payload["ticket"], "body": body, "marker": payload["message_id"],
+         "email_key": payload.get("email_key", "")},
+    )
+
+
+class Effects:
+    """Performs outbox effects with the App's adapters."""
+
+    def __init__(self, ctx: Context, smtp: SmtpSender, notifier: Notifier) -> None:
+        self.ctx = ctx
+        self.smtp = smtp
+        self.notifier = notifier
+
+    @property
+    def handlers(self) -> dict[str, Handler]:
+        return {"smtp": self.send_mail, "odoo_note": self.post_note, "escalation": self.escalate}
+
+    async def send_mail(self, payload: dict[str, Any], attempt: int) -> list[Effect]:
+        """Send one composed mail; a mail that can never reach this address is skipped and the
+        reason noted on the ticket (the ticket exists: a reply problem never undoes it)."""
+        try:
+            await self.smtp.send(payload["raw"], payload["sender"], payload["recipients"])
+        except Undeliverable as exc:
+            log.warning("ticket %s: %s %s not sent: %s", payload["ticket"], payload.get("kind", "mail"),
+                        payload["message_id"], exc)
+            payload["not_sent"] = str(exc)
+            return [mail_note(payload, not_sent=str(exc))]
+        log.info("ticket %s: %s %s sent to %s", payload["ticket"], payload.get("kind", "mail"),
+                 payload["message_id"], ", ".join(payload["recipients"]))
+        self.ctx.tickets.outbound(payload["ticket"], payload["message_id"], kind=payload.get("kind", ""),
+                                  template=payload.get("template", ""))
+        return [mail_note(payload)]
+
+    async def post_note(self, payload: dict[str, Any], attempt: int) -> None:
+        ctx = self.ctx
+        if attempt and await ctx.odoo(ctx.desk.has_note, payload["ticket"], payload["marker"]):
+            return
+        await ctx.odoo(ctx.desk.post_note, payload["ticket"], payload["body"])
+
+    async def escalate(self, payload: dict[str, Any], attempt: int) -> None:
+        await self.notifier.escalate(payload["ticket"], payload["reason"], payload["facts"])

@@ -1,0 +1,99 @@
+"""The bridge's durable record of each ticket it handles: per-ticket facts that outlive one email.
+
+Per-email jobs say what happened to an email; what Slack threads, SLA clocks and agent replies
+need is per ticket: who the customer is, which Message-IDs the conversation last had in each
+direction (so an outgoing mail threads under the newest one), and rooms for the Slack thread
+and the SLA clocks. The record lives in the ``tickets`` table, keyed by the ticket id.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from bridge.store import Table
+
+
+@dataclass
+class TicketRecord:
+    """What the bridge knows of one ticket; ``slack`` and ``sla`` belong to those features."""
+
+    ticket_id: int
+    model: str
+    customer_email: str = ""
+    customer_name: str = ""
+    origin: str = "email"  # email | odoo (created directly in Odoo)
+    mailbox: str = ""  # the IMAP folder (one bridge may serve several mailboxes later)
+    first_message_id: str = ""
+    last_inbound_message_id: str = ""
+    last_outbound_message_id: str = ""
+    inbound_count: int = 0
+    outbound: list[dict[str, str]] = field(default_factory=list)  # [{message_id, kind, template}], newest last
+    slack: dict[str, Any] = field(default_factory=dict)  # channel and thread ts (the Slack issue)
+    sla: dict[str, Any] = field(default_factory=dict)  # clocks and events already posted (the SLA issue)
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TicketRecord":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# Outgoing mails remembered per ticket: the newest matter for threading; the rest is in Odoo.
+MAX_OUTBOUND = 20
+
+
+class TicketBook:
+    """Reads and updates ticket records; every write is one committed put of the whole record.
+
+    Writes are not waited for (the writer thread keeps their order): a record lost in a crash is
+    rebuilt from the next email or reply, and nothing outside is done twice because of it.
+    """
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def get(self, ticket_id: int) -> TicketRecord | None:
+        data = self.table.get(str(ticket_id))
+        return TicketRecord.from_dict(data) if data else None
+
+    def _save(self, record: TicketRecord) -> TicketRecord:
+        record.updated_at = time.time()
+        self.table.put(str(record.ticket_id), record.to_dict(), durable=False)
+        return record
+
+    def opened(
+        self, ticket_id: int, *, model: str, customer_email: str, customer_name: str, origin: str, mailbox: str
+    ) -> TicketRecord:
+        """A ticket the bridge starts to handle (new from an email, created in Odoo, or first
+        seen on a follow-up): the existing record is kept, missing facts are filled in."""
+        record = self.get(ticket_id) or TicketRecord(ticket_id=ticket_id, model=model, origin=origin, mailbox=mailbox)
+        record.customer_email = record.customer_email or customer_email
+        record.customer_name = record.customer_name or customer_name
+        return self._save(record)
+
+    def inbound(self, ticket_id: int, message_id: str) -> None:
+        """A customer message (with this Message-ID) is now on the ticket."""
+        record = self.get(ticket_id)
+        if record is None or record.last_inbound_message_id == message_id:
+            return
+        record.first_message_id = record.first_message_id or message_id
+        record.last_inbound_message_id = message_id
+        record.inbound_count += 1
+        self._save(record)
+
+    def outbound(self, ticket_id: int, message_id: str, *, kind: str, template: str) -> None:
+        """The bridge sent this mail on the ticket."""
+        record = self.get(ticket_id)
+        if record is None or any(sent["message_id"] == message_id for sent in record.outbound):
+            return
+        record.last_outbound_message_id = message_id
+        record.outbound = [*record.outbound, {"message_id": message_id, "kind": kind, "template": template}][
+            -MAX_OUTBOUND:
+        ]
+        self._save(record)
