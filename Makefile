@@ -25,6 +25,7 @@ bench: test-deps
 	$(PY) bench/latency
 	$(PY) bench/throughput
 	$(PY) bench/login
+	$(PY) bench/loop_stall
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -67,25 +67,21 @@ class TicketBook:
         self.table.put(str(record.ticket_id), record.to_dict(), durable=False)
         return record
 
-    def opened(
-        self, ticket_id: int, *, model: str, customer_email: str, customer_name: str, origin: str, mailbox: str
+    def seen(
+        self, ticket_id: int, *, model: str, customer_email: str, customer_name: str, origin: str, mailbox: str,
+        inbound_message_id: str = "",
     ) -> TicketRecord:
-        """A ticket the bridge starts to handle (new from an email, created in Odoo, or first
-        seen on a follow-up): the existing record is kept, missing facts are filled in."""
+        """A ticket the bridge handles (new from an email, created in Odoo, or a follow-up), and
+        the customer message now on it if any: the existing record is kept, missing facts are
+        filled in. One read and one write: this runs for every email."""
         record = self.get(ticket_id) or TicketRecord(ticket_id=ticket_id, model=model, origin=origin, mailbox=mailbox)
         record.customer_email = record.customer_email or customer_email
         record.customer_name = record.customer_name or customer_name
+        if inbound_message_id and record.last_inbound_message_id != inbound_message_id:
+            record.first_message_id = record.first_message_id or inbound_message_id
+            record.last_inbound_message_id = inbound_message_id
+            record.inbound_count += 1
         return self._save(record)
-
-    def inbound(self, ticket_id: int, message_id: str) -> None:
-        """A customer message (with this Message-ID) is now on the ticket."""
-        record = self.get(ticket_id)
-        if record is None or record.last_inbound_message_id == message_id:
-            return
-        record.first_message_id = record.first_message_id or message_id
-        record.last_inbound_message_id = message_id
-        record.inbound_count += 1
-        self._save(record)
 
     def outbound(self, ticket_id: int, message_id: str, *, kind: str, template: str) -> None:
         """The bridge sent this mail on the ticket."""

@@ -187,12 +187,11 @@ class RecordStage:
         email, ticket = job.email_and_ticket()
         origin = job.results.get("origin") or "email"
         new = bool(job.result("ticket").get("new"))
-        ctx.tickets.opened(
+        ctx.tickets.seen(
             ticket, model=ctx.desk.profile.model, origin=origin, mailbox=ctx.cfg.imap.folder,
             customer_email=email.from_addr if new else "", customer_name=email.from_name if new else "",
+            inbound_message_id=email.key if origin == "email" else "",
         )
-        if origin == "email":
-            ctx.tickets.inbound(ticket, email.key)
         return {"ticket": ticket}
 
 
