@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import multiprocessing
 import random
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
 
 from bridge.aio import wait_event
@@ -34,6 +36,8 @@ INFLIGHT_BYTES = 64 * 1024 * 1024
 # Finished jobs wake the intake (to mark them, and to start more) at most this often: one STORE
 # and one admission round for many jobs, instead of one each.
 FINISHED_BATCH_SECONDS = 0.05
+# Emails at least this large are parsed in a separate process (see Intake._parser_for).
+PROCESS_PARSE_BYTES = 4 * 1024 * 1024
 
 
 class Intake:
@@ -46,6 +50,7 @@ class Intake:
         self.health = health
         self.session = ImapSession(cfg.imap)
         self._imap_pool = ThreadPoolExecutor(1, thread_name_prefix="imap")
+        self._parse_process: ProcessPoolExecutor | None = None  # started for the first large email
         self._loop: asyncio.AbstractEventLoop | None = None
         self.wake = asyncio.Event()
         self.inflight: dict[int, asyncio.Task] = {}
@@ -89,6 +94,25 @@ class Intake:
             self.wake.set()
 
         self._loop.call_later(FINISHED_BATCH_SECONDS, wake)
+
+    def _parser_for(self, size: int) -> Executor | None:
+        """Where to parse an email: never on the loop. A large one goes to a process of its own:
+        in a thread, the standard library's MIME parser and base64 decoding hold the GIL for
+        40-50 ms per large part, stalling the loop (bench/loop_stall)."""
+        if size < PROCESS_PARSE_BYTES:
+            return None  # the loop's default thread pool
+        if self._parse_process is None:
+            self._parse_process = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return self._parse_process
+
+    async def _parse(self, raw: bytes) -> InboundEmail:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._parser_for(len(raw)), parse_email, raw)
+        except BrokenProcessPool:  # the parser process died (e.g. killed for memory): parse here
+            log.warning("intake: the parser process died; parsing this email in a thread")
+            self._parse_process = None
+            return await loop.run_in_executor(None, parse_email, raw)
 
     async def _imap(self, fn: Callable[..., Any], *args: Any) -> Any:
         assert self._loop is not None
@@ -212,13 +236,12 @@ class Intake:
 
     async def _fetch_and_start(self, group: list[Envelope]) -> None:
         raws = await self._imap(self.session.fetch, [env.uid for env in group])
-        loop = asyncio.get_running_loop()
         for env in group:
             raw = raws.get(env.uid)
             if raw is None:  # expunged meanwhile by someone else
                 continue
             try:
-                email = await loop.run_in_executor(None, parse_email, raw)  # CPU work: never on the loop
+                email = await self._parse(raw)
             except UnparseableEmail as exc:
                 key = "sha256:" + hashlib.sha256(raw).hexdigest()
                 self.runner.quarantine(self.runner.load_key(key), f"unparseable: {exc}")
@@ -277,3 +300,5 @@ class Intake:
             log.warning("imap: could not mark finished mail at shutdown: %s", exc)
         await self._imap(self.session.close)
         self._imap_pool.shutdown(wait=False)
+        if self._parse_process is not None:
+            self._parse_process.shutdown(wait=False, cancel_futures=True)

@@ -214,6 +214,19 @@ def test_big_attachment_reaches_odoo(bridge_factory, mailbox, odoo, sink):
     assert len(attachments) == 1 and attachments[0]["name"] == "dump.bin"
 
 
+def test_several_large_attachments_all_reach_odoo(bridge_factory, mailbox, odoo, sink):
+    """Over 4 MB: parsed in the parser process; over 2 MB of attachments: created in batches."""
+    files = [(f"scan-{n}.pdf", "application/pdf", bytes([n]) * (1536 * 1024)) for n in range(4)]
+    raw, _ = email_bytes(subject="scans", attachments=files)
+    bridge_factory()
+    uid = mailbox.append(raw)
+    wait_until(lambda: done(mailbox, uid), timeout=60)
+    stored = {a["name"]: a for a in odoo.records("ir.attachment")}
+    assert sorted(stored) == [name for name, _, _ in files]
+    [posted] = [m for m in odoo.records("mail.message") if m.get("attachment_ids")]
+    assert sorted(posted["attachment_ids"]) == sorted(a["id"] for a in stored.values())
+
+
 def test_move_mode_moves_finished_mail(bridge_factory, mailbox, odoo, sink):
     bridge_factory(imap__done={"mode": "move", "folder": mailbox.folder + "_done"})
     mailbox.append(email_bytes()[0])
