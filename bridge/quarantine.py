@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from contextlib import closing
 
 from bridge.config import Config
 from bridge.mail.inbox import ImapSession
 from bridge.store import Store
-
-SQLITE_BUSY_SECONDS = 30.0  # a running bridge holds SQLite's write lock only for one commit
 
 
 def retry(cfg: Config, store: Store, key: str) -> int:
@@ -37,7 +33,7 @@ def retry(cfg: Config, store: Store, key: str) -> int:
     A job reopened while its email cannot be found (moved by hand, or the bridge has not yet
     moved it) is inert: the bridge runs a job only for an email in the inbox.
     """
-    before = _raw_record(store, key)
+    before = store.quarantine.get(key)
     job = store.jobs.get(key)
     if job is not None and job.get("status") == "quarantined":
         job.update(status="active", rejections=0, attempts=0, last_error="", updated_at=time.time())
@@ -49,26 +45,5 @@ def retry(cfg: Config, store: Store, key: str) -> int:
     finally:
         session.close()
     if moved and before is not None:
-        _delete_if_unchanged(store, key, before)
+        store.quarantine.delete_if_equal(key, before)
     return moved
-
-
-def _connect(store: Store) -> sqlite3.Connection:
-    conn = sqlite3.connect(store.dir / f"{store.quarantine.name}.sqlite", timeout=SQLITE_BUSY_SECONDS)
-    conn.execute("PRAGMA synchronous=FULL")  # as every connection of bridge.store: durable at commit
-    return conn
-
-
-def _raw_record(store: Store, key: str) -> str | None:
-    """The quarantine record of ``key`` exactly as stored (its JSON text), or None."""
-    with closing(_connect(store)) as conn:
-        row = conn.execute(f'SELECT value FROM "{store.quarantine.name}" WHERE key = ?', (key,)).fetchone()
-    return None if row is None else row[0]
-
-
-def _delete_if_unchanged(store: Store, key: str, stored: str) -> bool:
-    """Delete the record of ``key`` if it is still ``stored`` (a compare-and-delete the
-    key/value table has no method for); False when it changed or is gone."""
-    with closing(_connect(store)) as conn, conn:  # the inner ``conn`` commits
-        cursor = conn.execute(f'DELETE FROM "{store.quarantine.name}" WHERE key = ? AND value = ?', (key, stored))
-    return cursor.rowcount == 1

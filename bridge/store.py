@@ -147,6 +147,18 @@ class Table:
         self[key] = value
         self._db.commit(blocking=durable)
 
+    def delete_if_equal(self, key: str, expected: Any) -> bool:
+        """Delete ``key`` only while its stored value is still ``expected``, in one statement, and
+        commit: another process (the running bridge) may rewrite the key meanwhile, and its write
+        must survive. Values are stored as ``_encode`` writes them, so equal values match."""
+        conn = self._db.conn
+        conn.execute(f'DELETE FROM "{self.name}" WHERE key = ? AND value = ?', (key, _encode(expected)))
+        deleted = conn.select_one("SELECT changes()")[0] == 1
+        self._db.commit(blocking=True)
+        if deleted and self._keys is not None:
+            self._keys.discard(key)
+        return deleted
+
     def commit(self, *, durable: bool = True) -> None:
         self._db.commit(blocking=durable)
 

@@ -64,3 +64,51 @@ def test_every_email_is_parsed_off_the_event_loop(monkeypatch: pytest.MonkeyPatc
     loop_thread = asyncio.run(scenario())
     assert runner.processed == ["<m1@customer.example>", "<m2@customer.example>", "<m3@customer.example>"]
     assert len(threads) == 3 and loop_thread not in threads
+
+
+BIG = raw(9, b"z" * (intake_module.PROCESS_PARSE_BYTES + 1000))
+
+
+def _intake() -> Intake:
+    return Intake(parse_config(SETTINGS), Runner(), store=None, health=None)  # type: ignore[arg-type]
+
+
+def test_a_large_email_is_parsed_in_the_parser_process_and_its_errors_come_back() -> None:
+    async def scenario():
+        intake = _intake()
+        try:
+            email = await intake._parse(BIG)
+            pool = intake._parse_process
+            broken = b"From: a@b.example\r\nSubject: \x00\r\n\r\n" + b"x" * intake_module.PROCESS_PARSE_BYTES
+            with pytest.raises(intake_module.UnparseableEmail, match="NUL bytes"):
+                await intake._parse(broken)
+            return email, pool
+        finally:
+            if intake._parse_process is not None:
+                intake._parse_process.shutdown()
+
+    email, pool = asyncio.run(scenario())
+    assert email.key == "<m9@customer.example>" and len(email.text) > intake_module.PROCESS_PARSE_BYTES
+    assert pool is not None
+
+
+def test_a_dead_parser_process_is_replaced_and_the_email_still_parsed() -> None:
+    async def scenario():
+        intake = _intake()
+        try:
+            await intake._parse(BIG)
+            first = intake._parse_process
+            for process in list(first._processes.values()):  # the OOM killer, say
+                process.kill()
+                process.join()
+            email = await intake._parse(BIG)
+            assert intake._parse_process is None  # dropped: the next large email starts a new one
+            again = await intake._parse(BIG)
+            assert intake._parse_process is not None and intake._parse_process is not first
+            return email, again
+        finally:
+            if intake._parse_process is not None:
+                intake._parse_process.shutdown()
+
+    email, again = asyncio.run(scenario())
+    assert email.key == again.key == "<m9@customer.example>"

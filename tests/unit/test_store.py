@@ -105,3 +105,19 @@ def test_the_state_lock_is_private_too(tmp_path):
     assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
     assert stat.S_IMODE((tmp_path / "state" / "bridge.lock").stat().st_mode) == 0o600
     handle.close()
+
+
+def test_delete_if_equal_keeps_a_value_rewritten_meanwhile(tmp_path):
+    store = Store(tmp_path)
+    store.quarantine.put("<a@b>", {"reason": "loop", "at": 1.5})
+    seen = store.quarantine.get("<a@b>")
+    other = Store(tmp_path)  # another process rewrites it, e.g. the bridge quarantines it again
+    other.quarantine.put("<a@b>", {"reason": "too large", "at": 2.5})
+    assert store.quarantine.delete_if_equal("<a@b>", seen) is False
+    assert store.quarantine.get("<a@b>") == {"reason": "too large", "at": 2.5}
+    assert store.quarantine.delete_if_equal("<a@b>", {"reason": "too large", "at": 2.5}) is True
+    assert store.quarantine.get("<a@b>") is None and "<a@b>" not in other.quarantine
+    store.jobs.put("j", {"status": "done", "n": 1})
+    assert store.jobs.delete_if_equal("j", {"status": "done", "n": 1}) and "j" not in store.jobs
+    other.close()
+    store.close()

@@ -15,6 +15,12 @@ async def _wait_for(predicate, timeout=5.0):
         await asyncio.sleep(0.005)
 
 
+async def _stop(supervisor):
+    for task in supervisor.tasks.values():
+        task.cancel()
+    await asyncio.gather(*supervisor.tasks.values(), return_exceptions=True)
+
+
 def test_a_crashing_task_is_restarted_reported_and_settles(caplog):
     async def scenario():
         supervisor = Supervisor(backoff_base=0.01, backoff_max=0.02, settle_seconds=0.2)
@@ -36,9 +42,7 @@ def test_a_crashing_task_is_restarted_reported_and_settles(caplog):
         assert not supervisor.all_up  # restarted, but not yet proven healthy
         await _wait_for(lambda: supervisor.all_up)
         assert supervisor.report()["intake"] == {"up": True, "restarts": 3}
-        for task_ in supervisor.tasks.values():
-            task_.cancel()
-        await asyncio.gather(*supervisor.tasks.values(), return_exceptions=True)
+        await _stop(supervisor)
         return runs
 
     with caplog.at_level(logging.INFO, logger="bridge.supervise"):
@@ -62,9 +66,7 @@ def test_a_task_that_keeps_failing_stays_reported():
         supervisor.spawn("outbox", task)
         await _wait_for(lambda: len(attempts) >= 15)
         up = supervisor.all_up
-        for task_ in supervisor.tasks.values():
-            task_.cancel()
-        await asyncio.gather(*supervisor.tasks.values(), return_exceptions=True)
+        await _stop(supervisor)
         return up
 
     assert asyncio.run(scenario()) is False
@@ -83,9 +85,7 @@ def test_a_task_that_returns_is_restarted_too():
         supervisor.spawn("housekeeping", task)
         await _wait_for(lambda: len(runs) == 2)
         report = supervisor.report()["housekeeping"]
-        for task_ in supervisor.tasks.values():
-            task_.cancel()
-        await asyncio.gather(*supervisor.tasks.values(), return_exceptions=True)
+        await _stop(supervisor)
         return report
 
     report = asyncio.run(scenario())
