@@ -33,6 +33,7 @@ from bridge.pipeline.outbox import Handler, Outbox
 from bridge.pipeline.runner import Runner
 from bridge.statelock import lock_state
 from bridge.store import Store
+from bridge.slack.service import MAX_ATTEMPTS as SLACK_ATTEMPTS, SlackSide
 from bridge.supervise import Supervisor
 from bridge.ticket_record import TicketBook
 from bridge.web import WebServer
@@ -64,7 +65,8 @@ class App:
         self.cfg = cfg
         self._lock = lock_state(cfg.state.dir)
         self.store = Store(cfg.state.dir)
-        self.health = {name: ServiceHealth(name) for name in ("imap", "odoo", "smtp")}
+        services = ("imap", "odoo", "smtp", "slack") if cfg.slack.enabled else ("imap", "odoo", "smtp")
+        self.health = {name: ServiceHealth(name) for name in services}
         self.rpc = OdooRPC(cfg.odoo)
         self.desk = TicketDesk(self.rpc, cfg.odoo)
         self.smtp = SmtpSender(cfg.smtp)
@@ -86,6 +88,7 @@ class App:
             {"smtp": self.health["smtp"], "odoo_note": self.health["odoo"]},
             requeue=self.store.meta,
             max_attempts=cfg.pipeline.outbox_max_attempts,
+            attempts_by_kind=SLACK_ATTEMPTS if cfg.slack.enabled else None,
             retry_base=cfg.pipeline.retry_base_seconds,
             retry_max=cfg.pipeline.retry_max_seconds,
         )
@@ -111,8 +114,13 @@ class App:
             observers=list(observers or []),
             automation=Automation.from_config(cfg.automation),
         )
-        self.effects = Effects(self.ctx, self.smtp, notifier or LogNotifier())
+        self.slack = SlackSide(self.ctx, self.health["slack"], self.store.threads) if cfg.slack.enabled else None
+        self.ctx.notifier = notifier or (self.slack.notifier if self.slack else LogNotifier())
+        self.effects = Effects(self.ctx, self.smtp, self.ctx.notifier)
         handlers.update(self.effects.handlers)
+        if self.slack is not None:
+            handlers.update(self.slack.handlers)
+        self.outbox.observers.append(self._reply_dead_lettered)
         self.runner = Runner(self.ctx)
         self.intake = Intake(cfg, self.runner, self.store, self.health["imap"])
         self.metrics = BridgeMetrics(self.health, self.outbox, self.intake)
@@ -120,7 +128,8 @@ class App:
         self.outbox.observers.append(self.metrics.observe_outbox)
         self.tickets = OdooTicketFeed(self.ctx, Runner(self.ctx, ODOO_TICKET_STAGES))
         self.web = WebServer(
-            cfg.http, self.tickets.submit_threadsafe, readiness=self.readiness, metrics=self.metrics.render
+            cfg.http, self.tickets.submit_threadsafe, readiness=self.readiness, metrics=self.metrics.render,
+            on_slack=self.slack.endpoint if self.slack else None,
         ) if cfg.http.port else None
         self.watcher = IdleWatcher(cfg.imap, self.intake.notify_threadsafe)
         pipeline = cfg.pipeline  # a crashed task is restarted with the pipeline's backoff
@@ -133,6 +142,13 @@ class App:
         if record is not None:
             return record.get("dir") == "out"
         return ticket_from_message_id(message_id, self.composer.domain, self.composer.secret) is not None
+
+    def _reply_dead_lettered(self, event: str, key: str, record: dict[str, Any]) -> None:
+        """A reply that will not be delivered needs a person: tell the ticket's thread."""
+        payload = record.get("payload") or {}
+        if event == "dead" and record.get("kind") == "smtp" and payload.get("ticket"):
+            self.ctx.notify("reply_failed", int(payload["ticket"]), key,
+                            recipient=", ".join(payload.get("recipients") or []), error=record.get("last_error", ""))
 
     def readiness(self) -> dict[str, Any]:
         """/readyz: ready once started and until stopping, while no service is in an outage
@@ -154,6 +170,10 @@ class App:
         self.supervisor.spawn("housekeeping", self._housekeeping)
         if self.ctx.automation is not None:
             self.supervisor.spawn("odoo-tickets", self.tickets.run)
+        if self.slack is not None:
+            await self.slack.start()
+            if self.slack.socket is not None:
+                self.supervisor.spawn("slack-socket", self.slack.run_socket)
         self.watcher.start()
         if self.web is not None:
             self.web.start()
@@ -190,6 +210,8 @@ class App:
             task.cancel()
         await asyncio.gather(*tasks.values(), return_exceptions=True)
         await self.smtp.close()
+        if self.slack is not None:
+            self.slack.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.store.close()
         self._lock.close()

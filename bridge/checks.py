@@ -46,8 +46,15 @@ def _lms(cfg: Config) -> str:
     return f"LMS {display_url(cfg.automation.lms.url)} reachable, credentials accepted{mode}"
 
 
+def _slack(cfg: Config) -> str:
+    from bridge.slack.client import SlackClient
+
+    channels = [cfg.slack.channel, *(route.channel for route in cfg.slack.routes)]
+    return SlackClient(cfg.slack).check(channels)
+
+
 async def run_checks(cfg: Config) -> list[tuple[str, bool, str]]:
-    """(service, passed, line) for IMAP, SMTP, Odoo (and HR, LMS when automation is on), each
+    """(service, passed, line) for IMAP, SMTP, Odoo (HR, LMS when automation is on, Slack when on), each
     tried even if another fails."""
     results: list[tuple[str, bool, str]] = []
     checks = [("imap", lambda: asyncio.to_thread(_imap, cfg)),
@@ -55,6 +62,8 @@ async def run_checks(cfg: Config) -> list[tuple[str, bool, str]]:
               ("odoo", lambda: asyncio.to_thread(_odoo, cfg))]
     if cfg.automation.enabled:
         checks += [("hr", lambda: asyncio.to_thread(_hr, cfg)), ("lms", lambda: asyncio.to_thread(_lms, cfg))]
+    if cfg.slack.enabled:
+        checks.append(("slack", lambda: asyncio.to_thread(_slack, cfg)))
     for name, call in checks:
         try:
             results.append((name, True, await call()))

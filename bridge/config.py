@@ -192,6 +192,90 @@ class HttpConfig(_Section):
         return self
 
 
+SlackEvent = Literal[
+    "new_ticket", "customer_replied", "automation", "escalation", "assigned", "resolved", "reopened",
+    "reply_failed", "agent_reply",
+]
+# Why a human is asked: each may have its own mention target (``slack.mentions``).
+ESCALATION_KINDS = ("login_escalated", "automation_failed", "reply_failed")
+_SLACK_ID = re.compile(r"[A-Z0-9]{2,20}")
+
+
+class SlackRoute(_Section):
+    """Tickets matching every given criterion go to ``channel``; the first matching route wins."""
+
+    channel: str
+    team: str = ""  # odoo.team / odoo.project name
+    mailbox: str = ""  # the IMAP folder
+    category: Literal["", "login", "other"] = ""  # what the classifier found
+
+
+class SlackConfig(_Section):
+    """Slack: one thread per ticket in a channel, escalations with mentions, actions from Slack."""
+
+    enabled: bool = False
+    base_url: str = "https://slack.com/api/"
+    bot_token: SecretStr = SecretStr("")  # xoxb-…: chat:write, reactions:write, users:read(.email), channels:history
+    channel: str = ""  # the default channel id (C…)
+    routes: tuple[SlackRoute, ...] = ()
+    # all: a card for every new ticket; needs_human: only for tickets that need a person
+    # (escalations, automation failures, replies that could not be delivered).
+    post: Literal["all", "needs_human"] = "all"
+    # Mention per escalation kind (login_escalated, automation_failed, reply_failed, or default):
+    # "here", "channel", "user:U…", "subteam:S…" or "" (none). Only in the ticket's thread.
+    mentions: dict[str, str] = Field(default_factory=dict)
+    broadcast: tuple[SlackEvent, ...] = ()  # thread replies also shown in the channel
+    # Actions from Slack arrive over the HTTP endpoint (http.port, signed with signing_secret),
+    # over Socket Mode (app_token, no public URL needed), or not at all.
+    actions: Literal["http", "socket", "off"] = "off"
+    signing_secret: SecretStr = SecretStr("")
+    app_token: SecretStr = SecretStr("")  # xapp-… with connections:write
+    approvers: tuple[str, ...] = ()  # Slack user ids allowed to approve/deny and to reply
+    approver_groups: tuple[str, ...] = ()  # user group ids (S…) whose members may too
+    reply_prefix: str = Field(default="reply:", min_length=1, max_length=32)
+    copy_thread_messages: bool = False  # other thread messages → internal notes on the ticket
+    resolved_stage: str = "Solved"  # stage by name for "Resolve"
+    odoo_web_url: str = ""  # Odoo's web client for ticket links; empty: odoo.url
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    max_retries: int = Field(default=3, ge=0, le=10)  # per call, inside the client (429/5xx/connection)
+    pace_seconds: float = Field(default=1.0, ge=0)  # between posts to one channel (Slack: ~1/s)
+
+    @field_validator("mentions")
+    @classmethod
+    def _mentions_are_targets(cls, value: dict[str, str]) -> dict[str, str]:
+        from bridge.slack.mrkdwn import mention
+
+        for kind, target in value.items():
+            if kind not in (*ESCALATION_KINDS, "default"):
+                raise ValueError(f"unknown escalation kind {kind!r} (known: {', '.join(ESCALATION_KINDS)}, default)")
+            mention(target)  # raises ValueError for anything but a configured, well-formed target
+        return value
+
+    @field_validator("approvers", "approver_groups")
+    @classmethod
+    def _ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if not _SLACK_ID.fullmatch(item):
+                raise ValueError(f"{item!r} is not a Slack id (U…/S…)")
+        return value
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> "SlackConfig":
+        if not self.enabled:
+            return self
+        if not self.bot_token.get_secret_value() or not self.channel:
+            raise ValueError("slack.enabled needs slack.bot_token and slack.channel")
+        if self.actions == "http" and not self.signing_secret.get_secret_value():
+            raise ValueError("slack.actions: http needs slack.signing_secret")
+        if self.actions == "socket" and not self.app_token.get_secret_value().startswith("xapp-"):
+            raise ValueError("slack.actions: socket needs slack.app_token (xapp-…)")
+        return self
+
+    def mention_for(self, kind: str) -> str:
+        """The configured mention target for an escalation kind ("" for none)."""
+        return self.mentions.get(kind, self.mentions.get("default", ""))
+
+
 class Config(_Section):
     bridge: BridgeSection = BridgeSection()
     imap: ImapConfig
@@ -203,10 +287,17 @@ class Config(_Section):
     state: StateConfig = StateConfig()
     automation: AutomationConfig = AutomationConfig()
     http: HttpConfig = HttpConfig()
+    slack: SlackConfig = SlackConfig()
 
     @property
     def own_domain(self) -> str:
         return self.bridge.message_id_domain or self.smtp.from_address.rpartition("@")[2]
+
+    @model_validator(mode="after")
+    def _slack_actions_reachable(self) -> "Config":
+        if self.slack.enabled and self.slack.actions == "http" and not self.http.port:
+            raise ValueError("slack.actions: http needs http.port (the endpoint Slack posts to)")
+        return self
 
     @model_validator(mode="after")
     def _secure_transports(self) -> "Config":
@@ -241,6 +332,8 @@ def insecure_transports(cfg: "Config") -> list[str]:
         urls.append(("automation.hr.url", cfg.automation.hr.url))
     if cfg.automation.lms is not None:
         urls.append(("automation.lms.url", cfg.automation.lms.url))
+    if cfg.slack.enabled:
+        urls.append(("slack.base_url", cfg.slack.base_url))
     for key, url in urls:
         parts = urlsplit(url)
         if parts.scheme.lower() == "http" and not is_loopback(parts.hostname):

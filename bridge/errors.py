@@ -3,7 +3,8 @@
     BridgeError
     ├── TransientError          retry later with backoff (network, timeouts, 5xx, 429, Odoo lock)
     │   ├── ServiceDown         the service cannot be reached at all (connection refused, DNS)
-    │   └── RecipientDeferred   the mail server deferred one recipient (4xx on RCPT): not an outage
+    │   ├── RecipientDeferred   the mail server deferred one recipient (4xx on RCPT): not an outage
+    │   └── RateLimited         the service asked us to wait (HTTP 429 + Retry-After): not an outage
     ├── PermanentError          this input can never succeed as it is: quarantine it
     │   ├── UnparseableEmail    the raw bytes are not a usable email
     │   ├── EmailTooLarge       the email exceeds the configured size limit
@@ -41,6 +42,14 @@ class ServiceDown(TransientError):
 class RecipientDeferred(TransientError):
     """The mail server deferred one recipient (4xx on RCPT): retry later, but the server is up,
     so it is not an outage (``/readyz`` stays ready and never shows the address)."""
+
+
+class RateLimited(TransientError):
+    """The service is up but asked us to slow down; ``retry_after`` is when, in seconds."""
+
+    def __init__(self, message: str, *, service: str = "", retry_after: float = 1.0) -> None:
+        super().__init__(message, service=service)
+        self.retry_after = retry_after
 
 
 class PermanentError(BridgeError):

@@ -6,6 +6,7 @@ Tables:
   outbox      effect key → outbox effect                                     bridge.pipeline.outbox
   quarantine  email key → {"reason", "at", "subject", "from", "folder"}     `bridge quarantine`
   tickets     ticket id → the bridge's record of that ticket                 bridge.ticket_record
+  threads     "<channel>:<ts>" of each ticket's Slack card → {"ticket"}        bridge.slack.deliver
   limits      sliding windows: automatic replies per recipient, LMS actions per account
   meta        small singletons: IMAP checkpoint, the signing secret, outbox retry requests
               (``outbox_requeue:<effect key>``, one per effect)
@@ -41,7 +42,7 @@ from sqlitedict import SqliteDict
 log = logging.getLogger(__name__)
 
 # Tables to which only the running bridge adds keys: indexed (see the module docstring).
-SOLE_WRITER_TABLES = frozenset({"jobs", "messages", "outbox", "tickets", "limits"})
+SOLE_WRITER_TABLES = frozenset({"jobs", "messages", "outbox", "tickets", "threads", "limits"})
 SYNCHRONOUS = "FULL"
 FOLDER_MODE = 0o700
 FILE_MODE = 0o600
@@ -176,6 +177,7 @@ class Store:
         self.messages = self._open("messages")
         self.outbox = self._open("outbox")
         self.tickets = self._open("tickets")
+        self.threads = self._open("threads")
         self.quarantine = self._open("quarantine")
         self.limits = self._open("limits")
         self.meta = self._open("meta")
@@ -184,7 +186,8 @@ class Store:
         return Table(self.dir / f"{name}.sqlite", name, indexed=name in SOLE_WRITER_TABLES)
 
     def tables(self) -> tuple[Table, ...]:
-        return (self.jobs, self.messages, self.outbox, self.tickets, self.quarantine, self.limits, self.meta)
+        return (self.jobs, self.messages, self.outbox, self.tickets, self.threads, self.quarantine, self.limits,
+                self.meta)
 
     def remember_message(self, message_id: str, ticket_id: int, direction: str) -> None:
         """Record that a Message-ID belongs to a ticket (inbound or sent by us).

@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from bridge.models import InboundEmail
 from bridge.store import Table
 
 
@@ -23,6 +24,7 @@ class TicketRecord:
     model: str
     customer_email: str = ""
     customer_name: str = ""
+    subject: str = ""  # the ticket's subject as the customer wrote it (replies are composed from it)
     origin: str = "email"  # email | odoo (created directly in Odoo)
     mailbox: str = ""  # the IMAP folder (one bridge may serve several mailboxes later)
     first_message_id: str = ""
@@ -30,7 +32,9 @@ class TicketRecord:
     last_outbound_message_id: str = ""
     inbound_count: int = 0
     outbound: list[dict[str, str]] = field(default_factory=list)  # [{message_id, kind, template}], newest last
-    slack: dict[str, Any] = field(default_factory=dict)  # channel and thread ts (the Slack issue)
+    # The Slack thread (bridge/slack/): channel, ts (the card), card_version (refreshes asked for),
+    # automation (the outcome shown on the card), escalation (the open one, for Approve/Deny).
+    slack: dict[str, Any] = field(default_factory=dict)
     sla: dict[str, Any] = field(default_factory=dict)  # clocks and events already posted (the SLA issue)
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
@@ -62,14 +66,33 @@ class TicketBook:
         data = self.table.get(str(ticket_id))
         return TicketRecord.from_dict(data) if data else None
 
-    def _save(self, record: TicketRecord) -> TicketRecord:
+    def _save(self, record: TicketRecord, *, durable: bool = False) -> TicketRecord:
         record.updated_at = time.time()
-        self.table.put(str(record.ticket_id), record.to_dict(), durable=False)
+        self.table.put(str(record.ticket_id), record.to_dict(), durable=durable)
         return record
+
+    def update_slack(self, ticket_id: int, *, durable: bool = False, **changes: Any) -> TicketRecord | None:
+        """Merge ``changes`` into the record's Slack facts; ``durable`` for the card's ts (a lost
+        one would make the next event post a second card)."""
+        record = self.get(ticket_id)
+        if record is None:
+            return None
+        record.slack = {**record.slack, **changes}
+        return self._save(record, durable=durable)
+
+    def bump_card(self, ticket_id: int) -> int:
+        """Ask for one more card refresh; returns its version (older queued refreshes are skipped)."""
+        record = self.get(ticket_id)
+        if record is None:
+            return 0
+        version = int(record.slack.get("card_version", 0)) + 1
+        record.slack = {**record.slack, "card_version": version}
+        self._save(record)
+        return version
 
     def seen(
         self, ticket_id: int, *, model: str, customer_email: str, customer_name: str, origin: str, mailbox: str,
-        inbound_message_id: str = "",
+        inbound_message_id: str = "", subject: str = "",
     ) -> TicketRecord:
         """A ticket the bridge handles (new from an email, created in Odoo, or a follow-up), and
         the customer message now on it if any: the existing record is kept, missing facts are
@@ -77,6 +100,7 @@ class TicketBook:
         record = self.get(ticket_id) or TicketRecord(ticket_id=ticket_id, model=model, origin=origin, mailbox=mailbox)
         record.customer_email = record.customer_email or customer_email
         record.customer_name = record.customer_name or customer_name
+        record.subject = record.subject or subject
         if inbound_message_id and record.last_inbound_message_id != inbound_message_id:
             record.first_message_id = record.first_message_id or inbound_message_id
             record.last_inbound_message_id = inbound_message_id
@@ -93,3 +117,17 @@ class TicketBook:
             -MAX_OUTBOUND:
         ]
         self._save(record)
+
+
+def reply_target(record: TicketRecord) -> InboundEmail:
+    """The ticket's conversation as the email a new mail answers: to the customer, threaded under
+    the newest message of either direction, with the ticket's subject (for replies that do not
+    answer one particular email: a decision or an agent's answer from Slack)."""
+    newest = record.last_outbound_message_id or record.last_inbound_message_id or None
+    references = tuple(dict.fromkeys(m for m in (record.first_message_id, record.last_inbound_message_id)
+                                     if m and m != newest))
+    return InboundEmail(
+        key=f"ticket:{record.ticket_id}", message_id=newest, from_name=record.customer_name,
+        from_addr=record.customer_email, reply_to=None, to=(), cc=(), subject=record.subject, text="", html="",
+        attachments=(), in_reply_to=None, references=references, date=None, headers={}, size=0,
+    )

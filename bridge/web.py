@@ -1,6 +1,7 @@
 """The bridge's HTTP endpoint (stdlib server in a thread): GET /healthz (liveness), /readyz
-(readiness), /metrics (Prometheus), and POST /webhook/ticket for Odoo automation rules
-announcing a ticket created in Odoo.
+(readiness), /metrics (Prometheus), POST /webhook/ticket for Odoo automation rules
+announcing a ticket created in Odoo, and POST /slack/actions and /slack/events for Slack (when
+its actions come over HTTP; bridge/slack/actions.py checks their signatures).
 
 The GET endpoints need no token: they show service states and counts, never email content.
 The webhook token is compared in constant time; it can come as ``X-Bridge-Token`` or as
@@ -38,6 +39,7 @@ MAX_CONNECTIONS = 64
 REQUEST_SECONDS = 5.0
 MAX_TICKET_ID = 2**31 - 1  # Odoo ids are PostgreSQL integers
 _ID_KEYS = ("_id", "id", "ticket_id")
+SLACK_PATHS = ("/slack/actions", "/slack/events")  # signed by Slack, checked by the Slack endpoint
 _NUMBER = re.compile(r"[0-9]+")  # ASCII digits only: int() would take other scripts' digits too
 _ID_TEXT = re.compile(r"[0-9]{1,10}")
 _BUSY_BODY = b'{"error": "too many connections"}'
@@ -143,6 +145,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         web = self.server.web
         url = urlsplit(self.path)
+        if url.path in SLACK_PATHS and web.on_slack is not None:
+            try:
+                body = self.rfile.read(_content_length(self.headers))
+            except _Refused as exc:
+                self._reply(exc.status, {"error": str(exc)})
+                return
+            status, answer = web.on_slack(url.path, body, {k: v for k, v in self.headers.items()})
+            self._reply(status, answer)
+            return
         if url.path != "/webhook/ticket":
             self._reply(404, {"error": "not found"})
             return
@@ -221,8 +232,10 @@ class WebServer:
         *,
         readiness: Callable[[], dict[str, Any]],
         metrics: Callable[[], tuple[bytes, str]],
+        on_slack: Callable[[str, bytes, dict[str, str]], tuple[int, dict[str, Any]]] | None = None,
     ) -> None:
         self.token = cfg.webhook_token.get_secret_value()
+        self.on_slack = on_slack
         self.on_ticket = on_ticket
         self.readiness = readiness
         self.metrics = metrics

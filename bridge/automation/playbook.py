@@ -180,37 +180,17 @@ class LoginStage:
         decision = decide(auto.cfg.decision, employment, facts["lms"]["status"])
         run["decision"] = {"action": decision.action, "reason": decision.reason, "rule": decision.rule_index}
         if decision.action != "escalate":
-            history = ctx.store.limits.get(f"lms-actions:{facts['account'].lower()}", [])
             limit = auto.cfg.action_limit
-            if not allows(history, time.time(), limit):
+            if not action_allowed(ctx, auto, facts["account"]):
                 return escalate(f"automation limit reached: {limit.count} automated actions in "
                                 f"{limit.per_seconds / 3600:g} h for {facts['account']}")
         return run
 
     async def _act(self, job: Job, ctx: Context, auto: Automation, run: dict[str, Any]) -> dict[str, Any]:
-        action = run["decision"]["action"]
-        account = run["facts"]["account"]
         if auto.cfg.dry_run:
             return {"dry_run": True}
-        key = f"{job.key}:{action}"
-        history_key = f"lms-actions:{account.lower()}"
-        ctx.store.limits.put(history_key, record(ctx.store.limits.get(history_key, []), time.time(),
-                                               auto.cfg.action_limit))
-        call = auto.lms.reactivate if action == "reactivate" else auto.lms.send_reset
-        started = time.monotonic()
-        for attempt in (1, 2):  # one immediate retry: the idempotency key makes it safe
-            try:
-                result = await ctx.blocking(call, account, key)
-            except TransientError as exc:
-                if attempt == 2:
-                    return {"failed": f"LMS {action} failed: {exc}", "ms": _ms(started)}
-            except BridgeError as exc:
-                return {"failed": f"LMS {action} refused: {exc}", "ms": _ms(started)}
-            else:
-                log.info("%s: LMS %s for %s done (reference %s%s)", job.key, action, account,
-                         result.reference or "-", ", replayed" if result.replayed else "")
-                return {"reference": result.reference, "replayed": result.replayed, "ms": _ms(started)}
-        raise AssertionError("unreachable")
+        action = run["decision"]["action"]
+        return await lms_action(ctx, auto, action, run["facts"]["account"], key=f"{job.key}:{action}")
 
     async def _record(self, job: Job, ctx: Context, auto: Automation, ticket: int, run: dict[str, Any]) -> None:
         action = run["decision"]["action"]
@@ -224,7 +204,37 @@ class LoginStage:
                                   {"ticket": ticket, "body": note_html(job.key, run, auto.cfg.dry_run),
                                    "marker": job.key, "email_key": job.key}))
         if escalated:  # once per email: a stage retried after an outage must not notify twice
-            ctx.escalate(job.key, ticket, run["decision"]["reason"], run["facts"])
+            kind = "automation_failed" if (run.get("action") or {}).get("failed") else "login_escalated"
+            ctx.escalate(job.key, ticket, run["decision"]["reason"], run["facts"], kind)
+
+
+async def lms_action(ctx: Context, auto: Automation, action: str, account: str, *, key: str) -> dict[str, Any]:
+    """Reactivate or send a reset link, idempotently (``key`` goes to the LMS), with one immediate
+    retry; the account's action history is written first so a crash cannot hide it from the limit.
+    Returns ``reference``/``replayed``/``ms`` or ``failed`` with the reason."""
+    history_key = f"lms-actions:{account.lower()}"
+    ctx.store.limits.put(history_key, record(ctx.store.limits.get(history_key, []), time.time(),
+                                           auto.cfg.action_limit))
+    call = auto.lms.reactivate if action == "reactivate" else auto.lms.send_reset
+    started = time.monotonic()
+    for attempt in (1, 2):  # one immediate retry: the idempotency key makes it safe
+        try:
+            result = await ctx.blocking(call, account, key)
+        except TransientError as exc:
+            if attempt == 2:
+                return {"failed": f"LMS {action} failed: {exc}", "ms": _ms(started)}
+        except BridgeError as exc:
+            return {"failed": f"LMS {action} refused: {exc}", "ms": _ms(started)}
+        else:
+            log.info("%s: LMS %s for %s done (reference %s%s)", key, action, account,
+                     result.reference or "-", ", replayed" if result.replayed else "")
+            return {"reference": result.reference, "replayed": result.replayed, "ms": _ms(started)}
+    raise AssertionError("unreachable")
+
+
+def action_allowed(ctx: Context, auto: Automation, account: str) -> bool:
+    """Whether the per-account limit of automated LMS actions leaves room for one more."""
+    return allows(ctx.store.limits.get(f"lms-actions:{account.lower()}", []), time.time(), auto.cfg.action_limit)
 
 
 def note_html(key: str, run: dict[str, Any], dry_run: bool) -> str:

@@ -38,6 +38,7 @@ class TicketProfile:
     description_required: bool
     closed_field: str  # domain path that is true on closed tickets
     team_setting: Literal["team", "project"] = "team"  # the OdooConfig key naming the team record
+    assignee_field: Literal["user_id", "user_ids"] = "user_id"  # project.task has several assignees
 
     @property
     def team_required(self) -> bool:
@@ -79,6 +80,7 @@ PROFILES: dict[str, TicketProfile] = {
         description_required=False,
         closed_field="stage_id.fold",
         team_setting="project",
+        assignee_field="user_ids",
     ),
 }
 
@@ -160,6 +162,7 @@ class TicketDesk:
         self._team_name = cfg.project if self.profile.team_setting == "project" else cfg.team
         self._names = _Memo()  # (model, name) → id for teams, stages, tags
         self._partners = _Memo(_PARTNER_CACHE_SIZE)  # lower-cased email → res.partner id
+        self._meta = _Memo()  # priority labels; (stage model, stage id, flag) → bool
 
     # ----------------------------------------------------------------------- checks
 
@@ -328,7 +331,133 @@ class TicketDesk:
             "from_email": bool(emails),
         }
 
+    def ticket_summary(self, ticket_id: int) -> dict[str, Any] | None:
+        """What a card or a reply shows of a ticket; None if there is no such ticket (archived ones count).
+
+        ``priority`` is the selection's label (``priority_value`` its key), ``assignee`` the user's
+        name (project.task: the names of all ``user_ids``, ``assignee_id`` the first), ``closed`` the
+        profile's notion (the stage's ``fold``, or OCA's ``closed``). One search_read of the ticket;
+        the labels and each stage's flag are memoised per desk. The users of a task, and the partner
+        when the ticket itself has no customer name or email, are read too.
+        """
+        profile = self.profile
+        fields = ["name", "priority", "stage_id", "partner_id", profile.assignee_field]
+        if profile.has_partner_email:
+            fields += ["partner_name", "partner_email"]
+        stage_flag = profile.closed_field.removeprefix("stage_id.")
+        if stage_flag == profile.closed_field:  # a field of the ticket itself
+            fields.append(profile.closed_field)
+        found = self._read_by_id(profile.model, ticket_id, fields)
+        if not found:
+            return None
+        ticket = found[0]
+        stage_id = self._many2one_id(ticket.get("stage_id"))
+        if stage_flag == profile.closed_field:
+            closed = bool(ticket.get(profile.closed_field))
+        else:
+            closed = bool(stage_id) and self._stage_flag(stage_id, stage_flag)
+        assignee_id, assignee = self._assignees(ticket.get(profile.assignee_field))
+        partner_name, partner_email = self._summary_partner(ticket)
+        value = "" if ticket.get("priority") in (None, False) else str(ticket["priority"])
+        return {
+            "name": str(ticket.get("name") or ""),
+            "priority": self._priority_labels().get(value, value),
+            "priority_value": value,
+            "assignee": assignee,
+            "assignee_id": assignee_id,
+            "stage": self._many2one_name(ticket.get("stage_id")),
+            "closed": closed,
+            "partner_name": partner_name,
+            "partner_email": partner_email,
+        }
+
+    def _priority_labels(self) -> dict[str, str]:
+        """The ticket model's priority selection, key → label (in the API user's language), once per desk."""
+        model = self.profile.model
+
+        def lookup() -> dict[str, str]:
+            described = self._rpc.execute_kw(model, "fields_get", [],
+                                             {"allfields": ["priority"], "attributes": ["selection"]})
+            pairs = (described.get("priority") or {}).get("selection") or []
+            return {str(key): str(label) for key, label in pairs}
+
+        return self._meta.get((model, "priority"), lookup)
+
+    def _stage_flag(self, stage_id: int, flag: str) -> bool:
+        """A boolean of a stage (``fold``), memoised per stage id."""
+        model = self.profile.stage_model
+
+        def lookup() -> bool:
+            found = self._read_by_id(model, stage_id, [flag])
+            return bool(found and found[0].get(flag))
+
+        return self._meta.get((model, stage_id, flag), lookup)
+
+    def _assignees(self, value: Any) -> tuple[int | None, str]:
+        """(first assignee id, name or names joined) from ``user_id`` as read, or from ``user_ids``."""
+        if self.profile.assignee_field == "user_id":
+            return self._many2one_id(value), self._many2one_name(value)
+        ids = [as_id(i) for i in value or []]
+        if not ids:
+            return None, ""
+        users = self._rpc.execute_kw("res.users", "search_read", [[("id", "in", ids)]],
+                                     {"fields": ["name"], "context": {"active_test": False}})
+        names = {as_id(user["id"]): str(user.get("name") or "") for user in users}
+        return ids[0], ", ".join(names[i] for i in ids if names.get(i))
+
+    def _summary_partner(self, ticket: dict[str, Any]) -> tuple[str, str]:
+        """The customer's name and email: the ticket's own fields, else its partner's."""
+        name, email = str(ticket.get("partner_name") or ""), str(ticket.get("partner_email") or "")
+        partner_id = self._many2one_id(ticket.get("partner_id"))
+        if partner_id and not (name and email):
+            found = self._read_by_id("res.partner", partner_id, ["name", "email"])
+            if found:
+                name = name or str(found[0].get("name") or "")
+                email = email or str(found[0].get("email") or "")
+        return name, email
+
+    def find_user_by_email(self, email: str) -> dict[str, Any] | None:
+        """The active internal user whose login or email is this address (case-insensitive), the
+        oldest if several: ``{"id", "name", "partner_id"}``; None if none. Portal and public users
+        (``share``) never count: an address alone must not make anyone an agent.
+        """
+        address = email.strip()
+        if not address:
+            return None
+        literal = _like_literal(address)
+        users = self._rpc.execute_kw(
+            "res.users",
+            "search_read",
+            [[("share", "=", False), ("active", "=", True),
+              "|", ("login", "=ilike", literal), ("email", "=ilike", literal)]],
+            {"fields": ["name", "partner_id", "login", "email"], "order": "id", "limit": 10},
+        )
+        wanted = address.lower()
+        for user in users:  # checked here too, in case a server ignores the escapes
+            if wanted in (str(user.get("login") or "").strip().lower(), str(user.get("email") or "").strip().lower()):
+                return {"id": as_id(user["id"]), "name": str(user.get("name") or ""),
+                        "partner_id": self._many2one_id(user.get("partner_id"))}
+        return None
+
     # ----------------------------------------------------------------------- writes
+
+    def assign(self, ticket_id: int, user_id: int) -> None:
+        """Make the user an assignee: helpdesk ``user_id`` is replaced; a task's ``user_ids`` gets
+        the user added (``(4, id, 0)``), its other assignees kept.
+
+        Idempotent: a user already assigned is not written again, since each write of a user field
+        makes Odoo notify that user of the assignment again. A missing ticket fails on the write.
+        """
+        model, field = self.profile.model, self.profile.assignee_field
+        current = self._read_by_id(model, ticket_id, [field])
+        if current:
+            value = current[0].get(field)
+            if field == "user_ids" and user_id in [as_id(i) for i in value or []]:
+                return
+            if field == "user_id" and self._many2one_id(value) == user_id:
+                return
+        self._rpc.execute_kw(model, "write", [[ticket_id], {field: [(4, user_id, 0)] if field == "user_ids" else user_id}])
+
 
     def create_ticket(
         self, *, subject: str, description_html: str, partner_id: int | None, email: str, name: str
@@ -390,6 +519,21 @@ class TicketDesk:
         kwargs = {**self._body(body_html), "message_type": "comment", "subtype_xmlid": "mail.mt_note"}
         return as_id(self._rpc.execute_kw(self.profile.model, "message_post", [[ticket_id]], kwargs))
 
+    def post_agent_note(
+        self, ticket_id: int, body_html: str, *, author_partner_id: int | None, message_id: str = ""
+    ) -> int:
+        """An internal note (mail.mt_note) authored by an agent's partner: what an agent sent from
+        outside Odoo, on record; Odoo never emails a note. ``message_id`` (the Message-ID of the mail
+        we sent) makes the customer's answer thread here, through find_messages as through Odoo's
+        own gateway. Without an author the note is the API user's.
+        """
+        kwargs: dict[str, Any] = {**self._body(body_html), "message_type": "comment", "subtype_xmlid": "mail.mt_note"}
+        if author_partner_id:
+            kwargs["author_id"] = author_partner_id
+        if message_id:
+            kwargs["message_id"] = message_id
+        return as_id(self._rpc.execute_kw(self.profile.model, "message_post", [[ticket_id]], kwargs))
+
     def has_note(self, ticket_id: int, marker: str) -> bool:
         """Whether a recent comment or note on the ticket shows ``marker``: makes a retried note idempotent.
 
@@ -447,6 +591,11 @@ class TicketDesk:
         if isinstance(value, (list, tuple)):
             value = value[0] if value else None
         return as_id(value) if value else None
+
+    @staticmethod
+    def _many2one_name(value: Any) -> str:
+        """The display name of a many2one read as ``[id, name]``; "" when unset or a bare id."""
+        return str(value[1]) if isinstance(value, (list, tuple)) and len(value) > 1 and value[1] else ""
 
     def _body(self, body_html: str) -> dict[str, Any]:
         """See the class docstring: ``body_is_html`` only where Odoo knows it (17+)."""

@@ -14,6 +14,7 @@ from bridge.config import Config
 from bridge.errors import AccessDenied, TransientError
 from bridge.mail.compose import Composer
 from bridge.mail.guard import GuardContext
+from bridge.notify import LogNotifier, Notifier
 from bridge.odoo.tickets import TicketDesk
 from bridge.pipeline.health import ServiceHealth
 from bridge.pipeline.job import Job
@@ -45,6 +46,7 @@ class Context:
     tickets: TicketBook
     observers: list[Observer] = field(default_factory=list)
     automation: "Automation | None" = None
+    notifier: Notifier = field(default_factory=LogNotifier)
 
     async def blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking adapter call (HR, LMS) in the worker pool."""
@@ -61,11 +63,18 @@ class Context:
         self.health["odoo"].ok()
         return result
 
-    def escalate(self, key: str, ticket_id: int, reason: str, facts: dict[str, Any]) -> bool:
-        """Tell a human (the App's Notifier, through the outbox): once per ``key``, whatever
-        stage asks and however often it is retried; False when already queued."""
-        payload = {"ticket": ticket_id, "reason": reason, "facts": facts}
+    def escalate(self, key: str, ticket_id: int, reason: str, facts: dict[str, Any],
+                 kind: str = "login_escalated") -> bool:
+        """Tell a human (the Notifier, through the outbox): once per ``key``, whatever stage asks
+        and however often it is retried; False when already queued. ``kind`` says why (and so
+        whom the Slack thread mentions)."""
+        payload = {"ticket": ticket_id, "reason": reason, "facts": facts, "kind": kind, "key": key}
         return self.outbox.enqueue(Effect(f"escalate:{key}", "escalation", payload))
+
+    def notify(self, event: str, ticket_id: int, key: str, **detail: Any) -> None:
+        """Queue what the Notifier makes of a ticket event (idempotent: effect keys come from ``key``)."""
+        for effect in self.notifier.ticket_event(event, ticket_id, key, **detail):
+            self.outbox.enqueue(effect)
 
     def checkpoint(self, job: Job, *, durable: bool = False) -> None:
         """Journal the job. ``durable`` waits for the disk: before an outside write that must

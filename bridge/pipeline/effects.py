@@ -66,6 +66,8 @@ class Effects:
                  payload["message_id"], ", ".join(payload["recipients"]))
         self.ctx.tickets.outbound(payload["ticket"], payload["message_id"], kind=payload.get("kind", ""),
                                   template=payload.get("template", ""))
+        if payload.get("noted"):  # whoever queued it documents it on the ticket (an agent's reply)
+            return []
         return [mail_note(payload)]
 
     async def post_note(self, payload: dict[str, Any], attempt: int) -> None:
@@ -74,5 +76,8 @@ class Effects:
             return
         await ctx.odoo(ctx.desk.post_note, payload["ticket"], payload["body"])
 
-    async def escalate(self, payload: dict[str, Any], attempt: int) -> None:
-        await self.notifier.escalate(payload["ticket"], payload["reason"], payload["facts"])
+    async def escalate(self, payload: dict[str, Any], attempt: int) -> list[Effect]:
+        """The Notifier's effects for an escalation, queued atomically with its success."""
+        return self.notifier.escalation(payload["ticket"], payload["reason"], payload["facts"],
+                                        kind=payload.get("kind", "login_escalated"),
+                                        key=payload.get("key") or str(payload["ticket"]))

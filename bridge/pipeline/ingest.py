@@ -1,6 +1,6 @@
 """The ordered stages that turn one inbound email into a ticket or a follow-up, and an answer.
 
-    guard → route → ticket → post → record → login → acknowledge
+    guard → route → ticket → post → record → login → acknowledge → notify
 
 Each stage returns a small result that the runner journals before the next one starts; a stage
 that already has a result is never run again, so a restarted bridge resumes mid-way.
@@ -190,7 +190,7 @@ class RecordStage:
         ctx.tickets.seen(
             ticket, model=ctx.desk.profile.model, origin=origin, mailbox=ctx.cfg.imap.folder,
             customer_email=email.from_addr if new else "", customer_name=email.from_name if new else "",
-            inbound_message_id=email.key if origin == "email" else "",
+            inbound_message_id=email.key if origin == "email" else "", subject=email.subject if new else "",
         )
         return {"ticket": ticket}
 
@@ -271,9 +271,33 @@ def not_replied(ctx: Context, job: Job, ticket: int, reason: str) -> dict[str, A
     return {"skipped": f"no reply possible: {reason}"}
 
 
+class NotifyStage:
+    """Tell the Notifier (the ticket's Slack thread) about the new ticket or the customer's new
+    message; escalations went their own way already. Mail that is only recorded (auto-replies,
+    bounces) is not news for anyone."""
+
+    name = "notify"
+    journal = False
+
+    async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
+        email, ticket = job.email_and_ticket()
+        if job.result("guard").get("action", GuardAction.PROCESS.value) != GuardAction.PROCESS.value:
+            return {"skipped": "recorded only"}
+        login = job.result("login")
+        if job.result("ticket").get("new"):
+            outcome = str(login.get("outcome") or "")
+            ctx.notify("new_ticket", ticket, job.key, category="login" if login.get("login") else "other",
+                       automation=f"{outcome}: {login.get('reason', '')}" if outcome else "", outcome=outcome,
+                       automation_reason=str(login.get("reason") or ""))
+            return {"notified": "new_ticket"}
+        ctx.notify("customer_replied", ticket, job.key, name=email.from_name, address=email.from_addr, text=email.text)
+        return {"notified": "customer_replied"}
+
+
 STAGES: tuple[Stage, ...] = (
-    GuardStage(), RouteStage(), TicketStage(), PostStage(), RecordStage(), LoginStage(), AcknowledgeStage()
+    GuardStage(), RouteStage(), TicketStage(), PostStage(), RecordStage(), LoginStage(), AcknowledgeStage(),
+    NotifyStage(),
 )
 
 # A ticket created directly in Odoo is already a ticket with its text on it: only these run.
-ODOO_TICKET_STAGES: tuple[Stage, ...] = (RecordStage(), LoginStage(), AcknowledgeStage())
+ODOO_TICKET_STAGES: tuple[Stage, ...] = (RecordStage(), LoginStage(), AcknowledgeStage(), NotifyStage())

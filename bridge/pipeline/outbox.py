@@ -7,6 +7,11 @@ success. A crash between the outside effect and its success record means the eff
 again: handlers make that safe (SMTP re-sends the same Message-ID, which mail clients collapse;
 the note handler looks for its marker before posting again).
 
+Effects may share a ``group`` (a Slack thread): those run one at a time, in the order they were
+enqueued, so a thread reads in order; effects of other groups and kinds are not held back. A
+handler that may not act yet (a channel's pacing) raises ``NotYet(at)``: the effect waits until
+then without an attempt being counted.
+
 `bridge outbox retry` never edits the table of a running bridge: it writes a request, one key
 per effect (``outbox_requeue:<effect key>`` in ``meta``), which the bridge applies (the effect is
 reset to pending and scheduled) and deletes only then, so a request written meanwhile waits for
@@ -24,7 +29,9 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from bridge.aio import wait_event
-from bridge.errors import BridgeError, ConfigurationError, PermanentError, RecipientDeferred, TransientError
+from bridge.errors import (
+    BridgeError, ConfigurationError, PermanentError, RateLimited, RecipientDeferred, TransientError,
+)
 from bridge.pipeline.health import ServiceHealth
 from bridge.store import Table
 
@@ -38,6 +45,15 @@ class Effect:
     key: str
     kind: str
     payload: dict[str, Any]
+    group: str = ""  # effects of one group run one at a time, in enqueue order
+
+
+class NotYet(Exception):
+    """Raised by a handler that must wait (pacing): try again at ``at`` (epoch seconds), no attempt counted."""
+
+    def __init__(self, at: float) -> None:
+        super().__init__(f"not before {at:.3f}")
+        self.at = at
 
 
 REQUEUE_PREFIX = "outbox_requeue:"  # + effect key: one request per effect, in the meta table
@@ -84,6 +100,7 @@ class Outbox:
         *,
         requeue: Table | None = None,
         max_attempts: int = 10,
+        attempts_by_kind: dict[str, int] | None = None,
         retry_base: float = 2.0,
         retry_max: float = 300.0,
         concurrency: int = 8,
@@ -93,6 +110,7 @@ class Outbox:
         self.health = health
         self.requeue = requeue
         self.max_attempts = max_attempts
+        self.attempts_by_kind = dict(attempts_by_kind or {})
         self.retry_base = retry_base
         self.retry_max = retry_max
         self.concurrency = concurrency
@@ -105,18 +123,47 @@ class Outbox:
         # pending effect, on each wake-up made the outbox quadratic under a backlog.
         self._pending: dict[str, dict[str, Any]] = {}
         self._heaps: dict[str, list[tuple[float, float, str]]] = {}  # per kind: (next_at, created_at, key)
-        for key, record in table.items():
-            if record.get("status") == "pending":
-                self._schedule(key, record)
+        self._groups: dict[str, list[str]] = {}  # group → its pending keys in enqueue order (head runs)
+        found = [(key, record) for key, record in table.items() if record.get("status") == "pending"]
+        for key, record in sorted(found, key=lambda item: (item[1].get("created_at", 0.0), item[1].get("seq", 0))):
+            self._schedule(key, record)
         # Effects found pending at start may have been performed just before a crash: their
         # handlers are told so (attempt ≥ 1) and check before doing it again.
         self._recovered: set[str] = set(self._pending)
+        self._seq = max((record.get("seq", 0) for record in self._pending.values()), default=0)
         self.observers: list[Callable[[str, str, dict[str, Any]], None]] = []
 
     def _schedule(self, key: str, record: dict[str, Any]) -> None:
         self._pending[key] = record
+        group = record.get("group")
+        if group:
+            members = self._groups.setdefault(group, [])
+            if key not in members:
+                members.append(key)
+        self._push(key, record)
+
+    def _push(self, key: str, record: dict[str, Any]) -> None:
         heap = self._heaps.setdefault(record["kind"], [])
         heapq.heappush(heap, (record["next_at"], record.get("created_at", 0.0), key))
+
+    def _blocked(self, key: str, record: dict[str, Any]) -> bool:
+        """Whether an earlier effect of the same group is still pending (then this one waits)."""
+        group = record.get("group")
+        return bool(group) and self._groups[group][0] != key
+
+    def _leave_group(self, key: str, record: dict[str, Any]) -> None:
+        """``key`` is done (sent or dead): the next effect of its group may run."""
+        group = record.get("group")
+        members = self._groups.get(group or "")
+        if not members or key not in members:
+            return
+        members.remove(key)
+        if not members:
+            del self._groups[group]
+            return
+        head = self._pending.get(members[0])
+        if head is not None:
+            self._push(members[0], head)
 
     def enqueue(self, effect: Effect, *, commit: bool = True, known_new: bool = False) -> bool:
         """Record an effect; False when one with the same key already exists (idempotency).
@@ -127,6 +174,7 @@ class Outbox:
         if effect.key in self._pending or (not known_new and effect.key in self.table):
             return False
         now = time.time()
+        self._seq += 1
         record = {
             "kind": effect.kind,
             "payload": effect.payload,
@@ -136,7 +184,10 @@ class Outbox:
             "last_error": "",
             "created_at": now,
             "updated_at": now,
+            "seq": self._seq,  # enqueue order where created_at ties (groups keep it across restarts)
         }
+        if effect.group:
+            record["group"] = effect.group
         self.table[effect.key] = record
         if commit:
             self.table.commit()
@@ -204,6 +255,8 @@ class Outbox:
                     record = self._pending.get(key)
                     if record is None or key in self._running or record["next_at"] != due:
                         continue  # done meanwhile, or superseded by a newer schedule
+                    if self._blocked(key, record):
+                        continue  # pushed again when the effects before it in its group are done
                     self._start(key, record)
                 if heap and self._running_by_kind.get(kind, 0) < self.concurrency:
                     timeout = min(timeout, heap[0][0] - now)
@@ -232,9 +285,13 @@ class Outbox:
         try:
             attempt = record["attempts"] + (key in self._recovered)
             follow_ups = await self.handlers[kind](record["payload"], attempt)
-        except RecipientDeferred as exc:
+        except NotYet as wait:
+            record["next_at"] = wait.at
+            self._push(key, record)
+        except (RecipientDeferred, RateLimited) as exc:
             # One recipient deferred (4xx on RCPT): the server answered, so it is up. Retried like
-            # any transient error, but no outage: /readyz would flip and show the error text.
+            # any transient error, but no outage: /readyz would flip and show the error text. A
+            # rate limit (Slack's 429) is the same: the service answered.
             if health:
                 health.ok()
             self._failed(key, record, exc, final=False)
@@ -266,6 +323,7 @@ class Outbox:
             # the follow-ups, committed with it, are idempotent too.
             self.table.commit(durable=False)
             self._pending.pop(key, None)
+            self._leave_group(key, record)
             log.debug("%s: %s effect done", key, kind)
             self._emit("sent", key, record)
         finally:
@@ -277,7 +335,7 @@ class Outbox:
         record["attempts"] += 1
         record["last_error"] = str(exc)[:500]
         record["updated_at"] = time.time()
-        if final or record["attempts"] >= self.max_attempts:
+        if final or record["attempts"] >= self.attempts_by_kind.get(record["kind"], self.max_attempts):
             record["status"] = "dead"
             log.error(
                 "%s: %s effect dead-lettered after %d attempt(s): %s — see `bridge outbox list`",
@@ -287,9 +345,13 @@ class Outbox:
                 record["last_error"],
             )
             self._pending.pop(key, None)
+            self._leave_group(key, record)
             self._emit("dead", key, record)
         else:
             delay = backoff(record["attempts"], self.retry_base, self.retry_max)
+            retry_after = getattr(exc, "retry_after", None)  # the service said when (Slack's Retry-After)
+            if retry_after:
+                delay = max(delay, float(retry_after))
             record["next_at"] = time.time() + delay
             heapq.heappush(self._heaps[record["kind"]], (record["next_at"], record.get("created_at", 0.0), key))
             log.debug("%s: %s effect retry in %.1fs: %s", key, record["kind"], delay, exc)

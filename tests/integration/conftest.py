@@ -7,6 +7,7 @@ import pytest
 from bridge.sandbox.hr import HrSandbox
 from bridge.sandbox.lms import LmsSandbox
 from bridge.sandbox.odoo import OdooSandbox
+from bridge.sandbox.slack import SlackSandbox
 from tests.integration.harness import BridgeThread, make_config
 
 
@@ -42,3 +43,19 @@ def bridge_factory(mailbox, odoo, sink, tmp_path):
     yield start
     for runner in started:
         runner.stop()
+
+
+@pytest.fixture(scope="session")
+def slack_server():
+    """One Slack stand-in for the session, with an approver and a stranger (no rights) in it."""
+    with SlackSandbox() as sandbox:
+        sandbox.add_user("U0APPROVER", "agent@example.com", "Agent Smith")
+        sandbox.add_user("U0STRANGER", "stranger@example.com", "Some Stranger")
+        yield sandbox
+
+
+@pytest.fixture
+def slack(slack_server: SlackSandbox) -> SlackSandbox:
+    """The session's Slack stand-in with no messages, calls or faults left by earlier tests."""
+    slack_server.reset()
+    return slack_server

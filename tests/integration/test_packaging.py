@@ -34,7 +34,9 @@ raw = (b"From: Alice <alice@customer.example>\\r\\nTo: support@example.com\\r\\n
        b"Message-ID: <m1@customer.example>\\r\\n\\r\\nHelp\\r\\n")
 composer = Composer("", from_address="support@example.com", from_name="Support", domain="example.com",
                     secret=b"k" * 32, tag_prefix="HD-")
-subjects = {name: composer.reply(parse_email(raw), 7, template=name, kind=MessageKind.AUTOMATION_OUTCOME).subject
+values = {"reply_text": "Try again now.", "agent_name": "Agent"}  # what agent_reply needs
+subjects = {name: composer.reply(parse_email(raw), 7, template=name, kind=MessageKind.AUTOMATION_OUTCOME,
+                                 values=values).subject
             for name in TEMPLATE_NAMES}
 print(json.dumps({"package": bridge.__file__, "subjects": subjects, "seed": SEED_FILE.is_file()}))
 """

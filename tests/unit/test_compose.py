@@ -12,7 +12,7 @@ from email.policy import compat32
 
 import pytest
 
-from bridge.errors import Undeliverable
+from bridge.errors import ConfigurationError, Undeliverable
 from bridge.mail.compose import _FOLDING, Composer, MessageKind
 from bridge.mail.parse import parse_email
 from bridge.mail.thread_ids import make_message_id, ticket_from_message_id
@@ -163,6 +163,8 @@ HOSTILE_SUBJECT = "URGENT password expiry - log in at https://evil.example/reset
     ("login_escalated", {"lang": "en"}),
     ("login_escalated", {"lang": "vi"}),
     ("login_escalated", {"lang": "en", "test_mode": True}),
+    ("login_denied", {"lang": "en"}),
+    ("login_denied", {"lang": "vi", "test_mode": True}),
 ])
 def test_reply_to_an_unverified_sender_relays_none_of_their_words(template: str, values: dict) -> None:
     """No phishing relay: a stranger's display name and subject never reach the body of our mail
@@ -179,3 +181,50 @@ def test_reply_to_an_unverified_sender_relays_none_of_their_words(template: str,
             assert words not in body
         assert "[#HD-21]" in body  # the ticket is named by its tag
     assert HOSTILE_SUBJECT in mail.subject and mail.subject.endswith("[#HD-21]")
+
+
+# --------------------------------------------------------------------------- an agent's reply
+
+AGENT_TEXT = "Hello Alice,\r\n\r\nPlease try <script>alert('x')</script> & then:\nstep 1\nstep 2\n\n\nThanks!\n"
+
+
+def _agent_reply(lang: str = "en", **values: object) -> tuple[object, str]:
+    mail = _composer().reply(parse_email(_inbound(["<a@b>"])), 42, template="agent_reply",
+                             kind=MessageKind.AGENT_REPLY,
+                             values={"reply_text": AGENT_TEXT, "agent_name": "Agent Smith", "lang": lang, **values})
+    parsed = email.message_from_string(mail.raw, policy=email.policy.default)
+    [page] = [part.get_content() for part in parsed.iter_parts() if part.get_content_type() == "text/html"]
+    return mail, page
+
+
+@pytest.mark.parametrize("lang", ["en", "vi"])
+def test_agent_reply_carries_the_agents_words_signed_and_escaped(lang: str) -> None:
+    mail, page = _agent_reply(lang)
+    assert mail.subject == "Re: Printer broken [#HD-42]"
+    assert mail.text.startswith("Hello Alice,\r\n\r\nPlease try <script>alert('x')</script> & then:\nstep 1")
+    assert mail.text.endswith("Thanks!\n\nAgent Smith\nSupport Team\n[#HD-42]\n")
+    # HTML: the text escaped, paragraphs and line breaks kept, then the signature.
+    assert "<script" not in page and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; then:<br>" in page
+    assert "<p>Hello Alice,</p>" in page and "step 1<br>\nstep 2</p>" in page and "<p>Thanks!</p>" in page
+    assert "<p></p>" not in page
+    assert page.index("Thanks!") < page.index("Agent Smith") < page.index("Support Team") < page.index("[#HD-42]")
+    assert f'<html lang="{lang}">' in page
+    for automatic in ("automatically", "no need to answer", "do not reply", "[TEST]"):
+        assert automatic not in mail.text and automatic not in page
+
+
+def test_agent_reply_is_a_person_s_mail_not_an_automatic_one() -> None:
+    mail, _ = _agent_reply()
+    parsed = email.message_from_string(mail.raw)
+    assert parsed["Auto-Submitted"] is None and parsed["X-Auto-Response-Suppress"] is None
+    assert (parsed["X-Bridge-Kind"], parsed["X-Bridge-Template"]) == ("agent_reply", "agent_reply")
+    assert ticket_from_message_id(mail.message_id, "example.com", SECRET) == 42
+
+
+def test_agent_reply_without_a_name_is_signed_by_the_team_and_needs_its_text() -> None:
+    mail, page = _agent_reply(agent_name="")
+    assert mail.text.endswith("Thanks!\n\nSupport Team\n[#HD-42]\n")
+    assert "<p>Support Team<br>" in page
+    with pytest.raises(ConfigurationError, match="agent_reply"):  # StrictUndefined: never an empty reply
+        _composer().reply(parse_email(_inbound(["<a@b>"])), 42, template="agent_reply",
+                          kind=MessageKind.AGENT_REPLY, values={"agent_name": "Agent Smith"})

@@ -10,11 +10,13 @@ import pytest
 
 from bridge.mail.compose import PACKAGED_TEMPLATES as TEMPLATES
 
-OUTCOMES = ("login_reactivated", "login_reset", "login_escalated")
+OUTCOMES = ("login_reactivated", "login_reset", "login_escalated", "login_denied")
 # Sent only after the sender passed verification (DMARC-aligned, organisation domain): the reader
 # is the writer, so greeting them by the name they gave relays nothing to a third party.
-# login_escalated also answers senders who could not be verified: it greets neutrally.
+# login_escalated also answers senders who could not be verified, and login_denied (a person on
+# the team declined) may: they greet neutrally and repeat nothing the sender wrote.
 VERIFIED_ONLY = ("login_reactivated", "login_reset")
+NEUTRAL = ("login_escalated", "login_denied")
 PARTS = ("subject", "txt", "html")
 LANGS = ("en", "vi")
 GREETING = {"en": "Hello", "vi": "Xin chào"}
@@ -98,6 +100,10 @@ def test_content_of_each_outcome(env: jinja2.Environment, outcome: str, lang: st
         ("login_reset", "vi"): ("đặt lại mật khẩu", "hồ sơ", "thư rác", "hết hạn"),
         ("login_escalated", "en"): ("received your request", "support team", "get back to you"),
         ("login_escalated", "vi"): ("đã nhận được yêu cầu", "đội ngũ hỗ trợ", "phản hồi"),
+        ("login_denied", "en"): ("reviewed your request", "not able to reactivate", "at this time",
+                                 "your manager or your HR department", "reply to this email"),
+        ("login_denied", "vi"): ("đã xem xét yêu cầu", "không thể kích hoạt lại", "hiện tại",
+                                 "quản lý trực tiếp hoặc bộ phận nhân sự", "trả lời email này"),
     }[outcome, lang]
     for phrase in expected:
         assert phrase in text
@@ -129,12 +135,22 @@ def test_templates_need_lang_and_test_mode(env: jinja2.Environment, outcome: str
         template.render(customer_name="x", subject="s", ticket_id=1, ticket_tag="[#HD-1]", team_name="t")
 
 
-@pytest.mark.parametrize(("lang", "test_mode", "part"), list(itertools.product(LANGS, (False, True), ("txt", "html"))))
-def test_escalated_reply_repeats_neither_name_nor_subject(
-    env: jinja2.Environment, lang: str, test_mode: bool, part: str
+@pytest.mark.parametrize(("outcome", "lang", "test_mode", "part"),
+                         list(itertools.product(NEUTRAL, LANGS, (False, True), ("txt", "html"))))
+def test_neutral_replies_repeat_neither_name_nor_subject(
+    env: jinja2.Environment, outcome: str, lang: str, test_mode: bool, part: str
 ) -> None:
-    """login_escalated also goes to senders who failed verification: no phishing relay."""
+    """login_escalated and login_denied may go to senders who failed verification: no phishing relay."""
     name, subject = "Admin: verify at http://evil.example", "Click https://evil.example/now"
-    body = render(env, "login_escalated", part, lang=lang, test_mode=test_mode, customer_name=name, subject=subject)
+    body = render(env, outcome, part, lang=lang, test_mode=test_mode, customer_name=name, subject=subject)
     assert "evil.example" not in body and "verify at" not in body and "Click" not in body
     assert "[#HD-42]" in body
+
+
+@pytest.mark.parametrize(("lang", "part"), list(itertools.product(LANGS, ("txt", "html"))))
+def test_denial_reveals_no_reason_record_or_system(env: jinja2.Environment, lang: str, part: str) -> None:
+    """The denial says what to do next, never why: no HR or LMS facts, no employment status."""
+    body = render(env, "login_denied", part, lang=lang, test_mode=False).lower()
+    for word in ("lms", "30", "inactive", "terminated", "employ", "contract", "left", "record",
+                 "nghỉ việc", "hợp đồng", "hồ sơ", "không hoạt động"):
+        assert word not in body, word

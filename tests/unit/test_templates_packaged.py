@@ -34,9 +34,17 @@ def _composer(templates_dir: str | Path | None) -> Composer:
                     domain="example.com", secret=b"k" * 32, tag_prefix="HD-")
 
 
+# Rendered by the ticket side (an agent's answer; a person declining a login request), not by
+# the login playbook's OUTCOME table.
+TICKET_SIDE = {"agent_reply", "login_denied"}
+# What agent_reply needs beyond the standard values; the other templates ignore it.
+AGENT_VALUES = {"reply_text": "Hello Alice,\n\nIt works again.", "agent_name": "Agent Smith"}
+
+
 def test_the_code_names_every_template_it_renders() -> None:
-    """"ack" and the login playbook's outcomes (bridge/automation/playbook.py) are all listed."""
-    used = {"ack", *(f"login_{outcome}" for outcome in OUTCOME.values())}
+    """"ack", the login playbook's outcomes (bridge/automation/playbook.py) and the ticket side's
+    replies are all listed."""
+    used = {"ack", *(f"login_{outcome}" for outcome in OUTCOME.values()), *TICKET_SIDE}
     assert used == set(TEMPLATE_NAMES)
 
 
@@ -65,7 +73,7 @@ def test_package_data_ships_every_packaged_template() -> None:
 def test_without_overrides_a_reply_is_rendered_from_the_package(templates_dir: str | None) -> None:
     for name in TEMPLATE_NAMES:
         mail = _composer(templates_dir).reply(parse_email(INBOUND), 5, template=name,
-                                              kind=MessageKind.AUTOMATION_OUTCOME)
+                                              kind=MessageKind.AUTOMATION_OUTCOME, values=AGENT_VALUES)
         assert "[#HD-5]" in mail.subject and "[#HD-5]" in mail.text
 
 

@@ -1,0 +1,1 @@
+"""Slack: the client, cards, delivery of ticket events into threads, and actions from Slack."""
