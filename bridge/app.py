@@ -10,16 +10,16 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bridge.automation.odoo_tickets import OdooTicketFeed
 from bridge.ascii import ascii_lower
+from bridge.automation.odoo_tickets import OdooTicketFeed
 from bridge.automation.playbook import Automation
 from bridge.config import Config, insecure_transports
+from bridge.logs import display_url
 from bridge.mail.compose import Composer
 from bridge.mail.guard import GuardContext
 from bridge.mail.inbox import IdleWatcher
 from bridge.mail.smtp import SmtpSender
 from bridge.mail.thread_ids import ticket_from_message_id
-from bridge.logs import display_url
 from bridge.metrics import BridgeMetrics
 from bridge.notify import LogNotifier, Notifier
 from bridge.odoo.rpc import OdooRPC
@@ -31,9 +31,10 @@ from bridge.pipeline.ingest import ODOO_TICKET_STAGES
 from bridge.pipeline.intake import Intake
 from bridge.pipeline.outbox import Handler, Outbox
 from bridge.pipeline.runner import Runner
+from bridge.slack.service import MAX_ATTEMPTS as SLACK_ATTEMPTS
+from bridge.slack.service import SlackSide
 from bridge.statelock import lock_state
 from bridge.store import Store
-from bridge.slack.service import MAX_ATTEMPTS as SLACK_ATTEMPTS, SlackSide
 from bridge.supervise import Supervisor
 from bridge.ticket_record import TicketBook
 from bridge.web import WebServer

@@ -10,7 +10,15 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from bridge.automation.classify import ClassifierConfig
 from bridge.automation.decide import DecisionTable
@@ -171,7 +179,7 @@ class AutomationConfig(_Section):
     odoo_min_age_seconds: float = Field(default=60.0, ge=0)
 
     @model_validator(mode="after")
-    def _services_when_enabled(self) -> "AutomationConfig":
+    def _services_when_enabled(self) -> AutomationConfig:
         if self.enabled and (self.hr is None or self.lms is None):
             raise ValueError("automation.enabled needs automation.hr and automation.lms")
         return self
@@ -186,7 +194,7 @@ class HttpConfig(_Section):
     webhook_token: SecretStr = SecretStr("")  # ?token=… or X-Bridge-Token: …
 
     @model_validator(mode="after")
-    def _token_when_listening(self) -> "HttpConfig":
+    def _token_when_listening(self) -> HttpConfig:
         if self.port and len(self.webhook_token.get_secret_value()) < 16:
             raise ValueError("http.webhook_token must be set (16+ characters) when http.port is set")
         return self
@@ -260,7 +268,7 @@ class SlackConfig(_Section):
         return value
 
     @model_validator(mode="after")
-    def _complete_when_enabled(self) -> "SlackConfig":
+    def _complete_when_enabled(self) -> SlackConfig:
         if not self.enabled:
             return self
         if not self.bot_token.get_secret_value() or not self.channel:
@@ -294,13 +302,13 @@ class Config(_Section):
         return self.bridge.message_id_domain or self.smtp.from_address.rpartition("@")[2]
 
     @model_validator(mode="after")
-    def _slack_actions_reachable(self) -> "Config":
+    def _slack_actions_reachable(self) -> Config:
         if self.slack.enabled and self.slack.actions == "http" and not self.http.port:
             raise ValueError("slack.actions: http needs http.port (the endpoint Slack posts to)")
         return self
 
     @model_validator(mode="after")
-    def _secure_transports(self) -> "Config":
+    def _secure_transports(self) -> Config:
         found = insecure_transports(self)
         if found and not self.bridge.allow_insecure:
             raise ValueError(
@@ -322,7 +330,7 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def insecure_transports(cfg: "Config") -> list[str]:
+def insecure_transports(cfg: Config) -> list[str]:
     """The configured connections that would carry credentials in clear over a network."""
     found = [f"{name}.security: plain to {section.host}"
              for name, section in (("imap", cfg.imap), ("smtp", cfg.smtp))

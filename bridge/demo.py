@@ -1,4 +1,4 @@
-"""`bridge demo`: the real pipeline against local stand-ins (Dovecot, Odoo, SMTP sink), narrated."""
+"""`bridge demo`: the real pipeline against local stand-ins (Dovecot, Odoo, HR, LMS, SMTP sink, Slack), narrated."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from typing import Any
 
 from bridge.app import App
 from bridge.config import Config, parse_config
+from bridge.demo_slack import SlackNarrator, free_port, play_approve, print_threads, slack_sections, start_slack
 from bridge.pipeline.job import Job
 from bridge.sandbox.dovecot import Dovecot
 from bridge.sandbox.hr import HrSandbox
 from bridge.sandbox.lms import LmsSandbox
 from bridge.sandbox.odoo import OdooSandbox
+from bridge.sandbox.slack import SlackSandbox
 from bridge.sandbox.smtp_sink import SmtpSink
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +26,7 @@ WAIT_SECONDS = 20.0
 
 
 def demo_config(state_dir: Path, dovecot: Dovecot, odoo: OdooSandbox, sink: SmtpSink,
-                hr: HrSandbox, lms: LmsSandbox) -> Config:
+                hr: HrSandbox, lms: LmsSandbox, slack: SlackSandbox, port: int) -> Config:
     user = "support"
     return parse_config(
         {
@@ -46,6 +48,7 @@ def demo_config(state_dir: Path, dovecot: Dovecot, odoo: OdooSandbox, sink: Smtp
                 "resolved_stage": "Solved",
                 "escalated_stage": "In Progress",
             },
+            **slack_sections(slack, port),
         }
     )
 
@@ -53,12 +56,14 @@ def demo_config(state_dir: Path, dovecot: Dovecot, odoo: OdooSandbox, sink: Smtp
 class Timeline:
     """Collects what happens to each email, stamped relative to the demo's start."""
 
-    def __init__(self) -> None:
+    def __init__(self, slack: SlackSandbox, lms: LmsSandbox) -> None:
         self.start = time.monotonic()
         self.lines: list[tuple[float, str, str]] = []
         self.finished: dict[str, str] = {}
+        self.keys: set[str] = set()  # the emails seen, so Slack effects can be shown under theirs
+        self.slack = SlackNarrator(slack, lms, self.keys.__contains__)
 
-    def _add(self, key: str, text: str) -> None:
+    def add(self, key: str, text: str) -> None:
         self.lines.append((time.monotonic() - self.start, key, text))
 
     def on_job(self, event: str, job: Job, detail: dict[str, Any]) -> None:
@@ -80,22 +85,30 @@ class Timeline:
             "deferred": lambda: f"deferred: {detail.get('reason')}",
             "done": lambda: "done, marked in IMAP",
         }.get(event)
+        if event == "received":
+            self.keys.add(job.key)
         line = text() if text else ""
         if line:
-            self._add(job.key, line)
+            self.add(job.key, line)
         if event in ("done", "quarantined"):
             self.finished[job.key] = event
 
     def on_effect(self, event: str, key: str, record: dict[str, Any]) -> None:
+        slack_lines = self.slack.describe(event, key, record)
+        for origin, line in slack_lines:
+            self.add(origin, line)
+        if slack_lines or record.get("kind") in ("slack", "slack_action"):
+            return
         kind, _, origin = key.partition(":")
         if event == "sent" and kind == "ack":
-            self._add(origin, f"reply sent over SMTP: {record['payload']['subject']!r}")
+            self.add(origin, f"reply sent over SMTP: {record['payload']['subject']!r}")
         elif event == "sent" and kind == "note":
-            self._add(record["payload"].get("email_key", origin), "reply logged on the ticket as a note")
+            email_key = record["payload"].get("email_key", origin)  # a decision mail's is its click's
+            self.add(email_key if email_key in self.keys else "slack", "reply logged on the ticket as a note")
         elif event == "sent" and kind == "login-note":
-            self._add(origin, "login automation documented on the ticket (internal note)")
+            self.add(origin, "login automation documented on the ticket (internal note)")
         elif event == "dead":
-            self._add(origin, f"effect {kind} FAILED: {record.get('last_error')}")
+            self.add(origin, f"effect {kind} FAILED: {record.get('last_error')}")
 
 
 def _message_id(raw: bytes) -> str:
@@ -127,7 +140,7 @@ def _print_report(timeline: Timeline, names: dict[str, str], odoo: OdooSandbox, 
     print("--------")
     last = None
     for at, key, text in sorted(timeline.lines, key=lambda line: line[0]):
-        label = names.get(key, key)[:28] if key != last else ""
+        label = names.get(key, key)[:28] if key != last else ""  # "slack": not caused by one email
         print(f"+{at:7.3f}s  {label:<28}  {text}")
         last = key
     print("\nSummary")
@@ -150,23 +163,28 @@ def _print_report(timeline: Timeline, names: dict[str, str], odoo: OdooSandbox, 
 
 
 async def _run(files: list[Path], state_dir: Path, dovecot: Dovecot, odoo: OdooSandbox, sink: SmtpSink,
-               hr: HrSandbox, lms: LmsSandbox) -> int:
-    timeline = Timeline()
-    app = App(demo_config(state_dir, dovecot, odoo, sink, hr, lms), observers=[timeline.on_job])
+               hr: HrSandbox, lms: LmsSandbox, slack: SlackSandbox, port: int) -> int:
+    timeline = Timeline(slack, lms)
+    app = App(demo_config(state_dir, dovecot, odoo, sink, hr, lms, slack, port), observers=[timeline.on_job])
+    timeline.slack.app = app
     app.outbox.observers.append(timeline.on_effect)
     await app.start()
     try:
         names = await _feed(app, dovecot, timeline, files)
+        # A person in Slack decides the first escalated login request, as ops engineers would.
+        approve_problem = await play_approve(app, slack, sink, timeline.slack, port, timeline.add, WAIT_SECONDS)
     finally:
         await app.stop()
     _print_report(timeline, names, odoo, sink)
     actions = [f"{a['action']} for {a['email']}" for a in lms.actions]
     print(f"LMS actions performed: {', '.join(actions) or 'none'}")
+    print_threads(slack, timeline.slack, [t["id"] for t in odoo.records("helpdesk.ticket")])
     missing = [names[k] for k in names if k not in timeline.finished]
     if missing:
         print(f"\nNot finished in time: {', '.join(missing)}")
-        return 1
-    return 0
+    if approve_problem:
+        print(f"\nApprove from Slack did not complete: {approve_problem}")
+    return 1 if missing or approve_problem else 0
 
 
 def run_demo(samples: Path | None = None) -> int:
@@ -180,10 +198,13 @@ def run_demo(samples: Path | None = None) -> int:
     if Dovecot.binary() is None:
         print("Dovecot is not installed: run `make demo` (it installs it) or scripts/install-dovecot.sh")
         return 1
-    print(f"bridge demo: {len(files)} sample emails → local Dovecot → bridge → Odoo stand-in → SMTP sink")
+    print(f"bridge demo: {len(files)} sample emails → local Dovecot → bridge → Odoo stand-in → SMTP sink, Slack stand-in")
     with tempfile.TemporaryDirectory(prefix="bridge-demo-") as tmp, Dovecot() as dovecot, \
-            OdooSandbox() as odoo, SmtpSink() as sink, HrSandbox() as hr, LmsSandbox() as lms:
+            OdooSandbox() as odoo, SmtpSink() as sink, HrSandbox() as hr, LmsSandbox() as lms, \
+            start_slack() as slack:
+        port = free_port()
         print(f"  IMAP  imap://{dovecot.host}:{dovecot.port} (Dovecot)\n  Odoo  {odoo.url} (JSON-RPC stand-in)\n"
               f"  SMTP  smtp://{sink.host}:{sink.port} (sink)\n  HR    {hr.url}   LMS {lms.url} (stand-ins)\n"
+              f"  Slack {slack.url} (Web API stand-in); bridge HTTP http://127.0.0.1:{port} (signed actions)\n"
               f"  state {tmp}  ({email.utils.formatdate()})")
-        return asyncio.run(_run(files, Path(tmp) / "state", dovecot, odoo, sink, hr, lms))
+        return asyncio.run(_run(files, Path(tmp) / "state", dovecot, odoo, sink, hr, lms, slack, port))

@@ -40,7 +40,7 @@ class TicketRecord:
     updated_at: float = field(default_factory=time.time)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TicketRecord":
+    def from_dict(cls, data: dict[str, Any]) -> TicketRecord:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

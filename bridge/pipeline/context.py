@@ -6,9 +6,10 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bridge.config import Config
 from bridge.errors import AccessDenied, TransientError
@@ -45,7 +46,7 @@ class Context:
     executor: ThreadPoolExecutor
     tickets: TicketBook
     observers: list[Observer] = field(default_factory=list)
-    automation: "Automation | None" = None
+    automation: Automation | None = None
     notifier: Notifier = field(default_factory=LogNotifier)
 
     async def blocking(self, fn: Callable[..., T], *args: Any) -> T:

@@ -13,9 +13,10 @@ import logging
 import multiprocessing
 import random
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable
+from typing import Any
 
 from bridge.aio import wait_event
 from bridge.config import Config
@@ -254,9 +255,8 @@ class Intake:
         conversation = conversation_key(email, self.cfg.tickets.tag_prefix)
         lock = self._locks.setdefault(conversation, asyncio.Lock())
         try:
-            async with lock:
-                async with self._slots:
-                    outcome = await self.runner.process(email)
+            async with lock, self._slots:
+                outcome = await self.runner.process(email)
         except Exception:  # the runner catches everything it knows; this is a last resort
             log.exception("%s: job crashed; retrying later", email.key)
             outcome = Outcome("deferred", "crash", self.cfg.pipeline.retry_max_seconds)

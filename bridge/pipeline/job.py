@@ -31,7 +31,7 @@ class Job:
     resumed: bool = field(default=False, compare=False)  # loaded from the journal, not new
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Job":
+    def from_dict(cls, data: dict[str, Any]) -> Job:
         known = {k: v for k, v in data.items() if k in JOURNALED}
         return cls(**known)
 

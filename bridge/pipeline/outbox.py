@@ -25,12 +25,18 @@ import heapq
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from bridge.aio import wait_event
 from bridge.errors import (
-    BridgeError, ConfigurationError, PermanentError, RateLimited, RecipientDeferred, TransientError,
+    BridgeError,
+    ConfigurationError,
+    PermanentError,
+    RateLimited,
+    RecipientDeferred,
+    TransientError,
 )
 from bridge.pipeline.health import ServiceHealth
 from bridge.store import Table

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from bridge.errors import ConfigurationError, PermanentError, TransientError
 from bridge.models import InboundEmail

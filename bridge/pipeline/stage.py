@@ -20,7 +20,7 @@ class Stage(Protocol):
     name: str
     journal: bool
 
-    async def run(self, job: "Job", ctx: "Context") -> dict[str, Any]: ...
+    async def run(self, job: Job, ctx: Context) -> dict[str, Any]: ...
 
 
 class Signal(Exception):

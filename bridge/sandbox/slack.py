@@ -36,7 +36,11 @@ from http import HTTPStatus
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
-from bridge.sandbox.httpserve import BackgroundHTTPServer, KeepAliveHandler, serve_until_signalled
+from bridge.sandbox.httpserve import (
+    BackgroundHTTPServer,
+    KeepAliveHandler,
+    serve_until_signalled,
+)
 from bridge.sandbox.slack_signing import message_event
 from bridge.sandbox.slack_socket import SocketModeHub
 
@@ -447,7 +451,7 @@ class SlackSandbox(SocketModeHub, BackgroundHTTPServer):
 
     def leave_channel(self, channel: str) -> None:
         """The bot is no longer a member of ``channel`` (conversations.info says so)."""
-        with self._lock:
+        with self._cond:
             self._left.add(channel)
 
     def _conversation_info(self, params: Params) -> Params:

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Mapping
 from html import escape
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from slack_sdk.signature import SignatureVerifier
@@ -170,7 +170,7 @@ class SlackActions:
             return tell("This ticket is not known to the bridge.")
         if action_id in ("login.approve", "login.deny"):
             return await self._decide(record, key, user, approve=action_id == "login.approve", tell=tell)
-        odoo_user, email, name = await self._odoo_user(user)
+        odoo_user, email, _ = await self._odoo_user(user)
         if odoo_user is None:
             return tell(f"No Odoo user has your Slack email address ({email or 'none shown to the bridge'}): "
                         "ask an Odoo administrator to add it, then try again.")
@@ -319,7 +319,7 @@ class SlackEndpoint:
     """POST /slack/actions (interactivity) and /slack/events (Events API) on the bridge's HTTP
     server: signature and 5-minute window checked by slack-sdk's SignatureVerifier, then accepted."""
 
-    PATHS = {"/slack/actions": "interactive", "/slack/events": "events"}
+    PATHS: ClassVar[dict[str, str]] = {"/slack/actions": "interactive", "/slack/events": "events"}
 
     def __init__(self, signing_secret: str, actions: SlackActions) -> None:
         self.verifier = SignatureVerifier(signing_secret)

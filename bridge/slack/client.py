@@ -24,7 +24,14 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bridge.config import SlackConfig
-from bridge.errors import AccessDenied, ConfigurationError, RateLimited, RejectedByService, ServiceDown, TransientError
+from bridge.errors import (
+    AccessDenied,
+    ConfigurationError,
+    RateLimited,
+    RejectedByService,
+    ServiceDown,
+    TransientError,
+)
 
 log = logging.getLogger("bridge.slack")
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from bridge.config import Config
 from bridge.errors import RateLimited, TransientError
@@ -178,7 +179,7 @@ class SlackDelivery:
         escalation = record.slack.get("escalation") or {}
         if not escalation.get("ts") or not record.slack.get("channel"):
             return
-        text, blocks = cards.escalation(escalation["reason"], escalation["facts"],
+        _, blocks = cards.escalation(escalation["reason"], escalation["facts"],
                                         mention(self.ctx.cfg.slack.mention_for(escalation["kind"])),
                                         approvable=bool(escalation.get("approvable")), ticket_id=record.ticket_id)
         blocks = cards.decided(blocks, payload["verdict"], payload["by"], payload["detail"])

@@ -10,13 +10,28 @@ import time
 
 import pytest
 
-from bridge.sandbox.slack_signing import block_action, event_body, interactivity_body, post_signed, sign
+from bridge.sandbox.slack_signing import (
+    block_action,
+    event_body,
+    post_signed,
+    sign,
+)
 from tests.integration.harness import bridge_settings, wait_until, write_config
 from tests.integration.test_crash import Process
 from tests.integration.test_flow import notes
 from tests.integration.test_login import automation_settings, login_email, stage_name
 from tests.integration.test_slack_flow import (
-    APPROVER, CHANNEL, STRANGER, cards, click, free_port, mailed, slack_settings, start, start_http, strings,
+    APPROVER,
+    CHANNEL,
+    STRANGER,
+    cards,
+    click,
+    free_port,
+    mailed,
+    slack_settings,
+    start,
+    start_http,
+    strings,
     thread_replies,
 )
 
@@ -198,3 +213,20 @@ def test_a_crash_right_after_acknowledging_a_click_loses_nothing(mailbox, odoo, 
         assert len(lms.actions) == 1 and mail["To"].addresses[0].addr_spec == "alice@customer.example"
     finally:
         process.stop()
+
+
+def test_resolve_moves_the_ticket_and_the_card_follows(bridge_factory, mailbox, odoo, sink, slack, hr, lms):
+    odoo.add_user("agent@example.com", "Agent Smith")
+    _, base, ticket, card, _, _ = escalated(bridge_factory, mailbox, odoo, sink, slack, hr, lms)
+    status, _ = click(base, slack, user=APPROVER, action_id="ticket.resolve", ticket=ticket["id"],
+                      message_ts=card["ts"])
+    assert status == 200
+    wait_until(lambda: stage_name(odoo, ticket_row(odoo, ticket["id"])) == "Solved", what="ticket solved")
+    updated = wait_until(lambda: (m := slack.find(CHANNEL, card["ts"])) and "Solved" in
+                         " ".join(strings(m["blocks"])) and m, what="card shows the stage")
+    actions = [e.get("action_id") for b in updated["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert "ticket.take" not in actions and "ticket.resolve" not in actions
+    assert all("blocks" in call for call in slack.calls("chat.update")), "a text-only update keeps the old card"
+    wait_until(lambda: any("Resolved from Slack" in t and "Agent Smith" in t for t in note_texts(odoo, ticket["id"])),
+               what="note naming who resolved")
+    assert len(cards(slack)) == 1

@@ -8,18 +8,28 @@ the Slack stand-in (bridge/sandbox/slack.py), Dovecot, the Odoo, HR and LMS stan
 
 from __future__ import annotations
 
-import json
+import asyncio
 import re
-import time
 from typing import Any
 
 import pytest
 
+from bridge.checks import run_checks
 from bridge.sandbox.slack import SlackSandbox
-from bridge.sandbox.slack_signing import block_action, event_body, interactivity_body, post_signed, sign
-from tests.integration.harness import email_bytes, wait_until
+from bridge.sandbox.slack_signing import (
+    block_action,
+    interactivity_body,
+    post_signed,
+    sign,
+)
+from tests.integration.harness import email_bytes, make_config, wait_until
 from tests.integration.test_flow import done
-from tests.integration.test_login import automation_settings, login_email, replies, text_of, ticket_of
+from tests.integration.test_login import (
+    automation_settings,
+    login_email,
+    replies,
+    ticket_of,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +131,7 @@ def test_new_ticket_gets_one_card_and_follow_ups_go_to_its_thread(bridge_factory
     assert card["blocks"][0]["text"]["text"] == "Printer broken"
     shown = " ".join(strings(card["blocks"]))
     assert "alice@customer.example" in shown and f"HD-{ticket['id']}" in shown
-    assert f"model=helpdesk.ticket" in shown and "Take" in shown
+    assert "model=helpdesk.ticket" in shown and "Take" in shown
 
     reply = replies(sink, mid)[0]
     follow, _ = email_bytes(sender="Alice Nguyen <alice@customer.example>", subject="Re: Printer broken",
@@ -210,3 +220,27 @@ def test_slow_answer_after_accept_is_not_posted_twice(bridge_factory, mailbox, o
     wait_until(lambda: len(slack.calls("conversations.history")) >= 1, timeout=20, what="the retry looked first")
     assert len(cards(slack)) == 1
     assert len(slack.calls("chat.postMessage")) == 1
+
+
+def test_routes_pick_the_channel_by_category(bridge_factory, mailbox, odoo, sink, slack, hr, lms):
+    start(bridge_factory, slack, hr, lms, routes=[{"category": "login", "channel": "C0OPS"}])
+    raw, mid = email_bytes(subject="Printer broken")
+    mailed(mailbox, odoo, sink, raw, mid)
+    login, login_mid = login_email("Alice Martin <alice@customer.example>", authenticated=False)
+    mailed(mailbox, odoo, sink, login, login_mid)
+    wait_until(lambda: slack.top_level("C0OPS") and cards(slack), what="one card in each channel")
+    assert "Printer broken" in " ".join(strings(cards(slack)[0]["blocks"]))
+    [login_card] = slack.top_level("C0OPS")
+    assert "log in" in " ".join(strings(login_card["blocks"]))
+
+
+def test_bridge_check_reports_slack(mailbox, odoo, sink, slack, tmp_path):
+    cfg = make_config(mailbox, odoo, sink, tmp_path / "state", slack=slack_settings(slack))
+    [(_, passed, line)] = [r for r in asyncio.run(run_checks(cfg)) if r[0] == "slack"]
+    assert passed and CHANNEL in line
+    slack.leave_channel(CHANNEL)
+    [(_, passed, line)] = [r for r in asyncio.run(run_checks(cfg)) if r[0] == "slack"]
+    assert not passed and "not a member" in line
+    bad = make_config(mailbox, odoo, sink, tmp_path / "state", slack=slack_settings(slack, bot_token="xoxb-wrong"))
+    [(_, passed, line)] = [r for r in asyncio.run(run_checks(bad)) if r[0] == "slack"]
+    assert not passed and "refused" in line and "xoxb-wrong" not in line

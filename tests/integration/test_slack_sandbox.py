@@ -17,8 +17,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler, ServerErrorRetryHandler
-from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
+from slack_sdk.http_retry.builtin_handlers import (
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+from slack_sdk.http_retry.builtin_interval_calculators import (
+    FixedValueRetryIntervalCalculator,
+)
 from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.socket_mode.builtin import SocketModeClient
 from slack_sdk.socket_mode.builtin.internals import _build_data_frame_for_sending
@@ -26,8 +31,15 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
 from bridge.sandbox.slack import SlackSandbox
-from bridge.sandbox.slack_signing import (block_action, event_body, interactivity_body, message_event, post_signed,
-                                          sign, url_verification_body)
+from bridge.sandbox.slack_signing import (
+    block_action,
+    event_body,
+    interactivity_body,
+    message_event,
+    post_signed,
+    sign,
+    url_verification_body,
+)
 from bridge.sandbox.slack_socket import OP_CLOSE, OP_TEXT, encode_frame, read_frame
 
 pytestmark = pytest.mark.integration
