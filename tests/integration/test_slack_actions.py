@@ -16,7 +16,7 @@ from bridge.sandbox.slack_signing import (
     post_signed,
     sign,
 )
-from tests.integration.harness import bridge_settings, wait_until, write_config
+from tests.integration.harness import bridge_settings, email_bytes, wait_until, write_config
 from tests.integration.test_crash import Process
 from tests.integration.test_flow import notes
 from tests.integration.test_login import automation_settings, login_email, stage_name
@@ -230,3 +230,18 @@ def test_resolve_moves_the_ticket_and_the_card_follows(bridge_factory, mailbox, 
     wait_until(lambda: any("Resolved from Slack" in t and "Agent Smith" in t for t in note_texts(odoo, ticket["id"])),
                what="note naming who resolved")
     assert len(cards(slack)) == 1
+
+
+def test_other_thread_messages_become_notes_when_configured(bridge_factory, mailbox, odoo, sink, slack):
+    _, base = start_http(bridge_factory, slack, copy_thread_messages=True)
+    raw, mid = email_bytes(subject="Printer broken")
+    ticket = mailed(mailbox, odoo, sink, raw, mid)
+    [card] = wait_until(lambda: cards(slack), what="card posted")
+    for user, text in ((STRANGER, "Checked the toner <b>bold</b>, it is fine"), (APPROVER, "on it")):
+        event = slack.user_posts(CHANNEL, user, text, thread_ts=card["ts"])
+        body = event_body(event, team_id=slack.team_id)
+        assert post_signed(f"{base}/slack/events", body, sign(slack.signing_secret, body))[0] == 200
+    texts = wait_until(lambda: (t := [x for x in note_texts(odoo, ticket["id"]) if "From Slack" in x])
+                       and len(t) == 2 and t, what="two notes")
+    assert any("Checked the toner &lt;b&gt;bold&lt;/b&gt;" in t and "Some Stranger" in t for t in texts)
+    assert len(sink.messages) == 1  # only the acknowledgement: a note is never mailed
