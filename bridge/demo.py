@@ -11,7 +11,14 @@ from typing import Any
 
 from bridge.app import App
 from bridge.config import Config, parse_config
-from bridge.demo_slack import SlackNarrator, free_port, play_approve, print_threads, slack_sections, start_slack
+from bridge.demo_slack import (
+    SlackNarrator,
+    free_port,
+    play_approve,
+    print_threads,
+    slack_sections,
+    start_slack,
+)
 from bridge.pipeline.job import Job
 from bridge.sandbox.dovecot import Dovecot
 from bridge.sandbox.hr import HrSandbox
@@ -63,8 +70,10 @@ class Timeline:
         self.keys: set[str] = set()  # the emails seen, so Slack effects can be shown under theirs
         self.slack = SlackNarrator(slack, lms, self.keys.__contains__)
 
-    def add(self, key: str, text: str) -> None:
-        self.lines.append((time.monotonic() - self.start, key, text))
+    def add(self, key: str, text: str, when: float | None = None) -> None:
+        """A line for ``key`` (an email's, or "slack"), now or at ``when`` (a time.time())."""
+        at = time.monotonic() if when is None else when - time.time() + time.monotonic()
+        self.lines.append((at - self.start, key, text))
 
     def on_job(self, event: str, job: Job, detail: dict[str, Any]) -> None:
         text = {
@@ -95,8 +104,8 @@ class Timeline:
 
     def on_effect(self, event: str, key: str, record: dict[str, Any]) -> None:
         slack_lines = self.slack.describe(event, key, record)
-        for origin, line in slack_lines:
-            self.add(origin, line)
+        for origin, line, when in slack_lines:
+            self.add(origin, line, when)
         if slack_lines or record.get("kind") in ("slack", "slack_action"):
             return
         kind, _, origin = key.partition(":")

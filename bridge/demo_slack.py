@@ -6,11 +6,17 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from bridge.sandbox.lms import LmsSandbox
 from bridge.sandbox.slack import SlackSandbox
-from bridge.sandbox.slack_signing import block_action, interactivity_body, post_signed, sign
+from bridge.sandbox.slack_signing import (
+    block_action,
+    interactivity_body,
+    post_signed,
+    sign,
+)
 from bridge.sandbox.smtp_sink import SmtpSink
 from bridge.slack.actions import action_key
 from bridge.slack.cards import DECIDED_BLOCK
@@ -76,24 +82,24 @@ class SlackNarrator:
                 return rest if self.is_email(rest) else "slack"
         return "slack"
 
-    def describe(self, event: str, key: str, record: dict[str, Any]) -> list[tuple[str, str]]:
-        """(origin, text) lines for one outbox event; [] for effects that are not Slack's."""
+    def describe(self, event: str, key: str, record: dict[str, Any]) -> list[tuple[str, str, float | None]]:
+        """(origin, text, when: a time.time() or None for now) lines for one outbox event; [] for
+        effects that are not Slack's."""
         kind, payload = record.get("kind"), record.get("payload") or {}
         if key.startswith("slack-action:") and kind in ("smtp", "odoo_note") and event == "sent":
             return [("slack", f"decision mail {payload.get('template')} sent over SMTP: {payload.get('subject')!r}"
-                     if kind == "smtp"
-                     else "decision documented on the ticket (internal note)")]
+                     if kind == "smtp" else "decision documented on the ticket (internal note)", None)]
         if kind not in ("slack", "slack_action"):
             return []
         if event == "dead":
-            return [(self.origin(key), f"Slack: {payload.get('op', kind)} FAILED: {record.get('last_error')}")]
+            return [(self.origin(key), f"Slack: {payload.get('op', kind)} FAILED: {record.get('last_error')}", None)]
         if event != "sent":
             return []
         if kind == "slack_action":
             return self._performed(key, payload)
         lines: list[str] = []
         ticket = payload.get("ticket")
-        slack_state = self._slack_state(ticket) if ticket else {}
+        slack_state = self.state(ticket) if ticket else {}
         if ticket and ticket not in self.cards and slack_state.get("ts"):
             self.cards[ticket] = (slack_state["channel"], slack_state["ts"])
             lines.append(f"Slack: card posted for ticket #{ticket} in {slack_state['channel']}")
@@ -116,9 +122,9 @@ class SlackNarrator:
             lines.append(f"Slack: ephemeral to <@{payload.get('user')}>: "
                          + clip(shown[-1]["text"] if shown else "", 80))
         origin = self.origin(key)
-        return [(origin, line) for line in lines]
+        return [(origin, line, None) for line in lines]
 
-    def _slack_state(self, ticket: int) -> dict[str, Any]:
+    def state(self, ticket: int) -> dict[str, Any]:
         record = self.app.ctx.tickets.get(int(ticket)) if self.app is not None else None
         return dict(record.slack) if record is not None else {}
 
@@ -135,17 +141,19 @@ class SlackNarrator:
         return (f"Slack: escalation in the thread, mentioning {target or 'nobody'}"
                 + (", with Approve/Deny buttons" if escalation.get("approvable") else "") + also)
 
-    def _performed(self, key: str, payload: dict[str, Any]) -> list[tuple[str, str]]:
+    def _performed(self, key: str, payload: dict[str, Any]) -> list[tuple[str, str, float | None]]:
         request = payload.get("request") or {}
         if payload.get("kind") != "interactive":
-            return [("slack", "Slack: thread message handled")]
+            return [("slack", "Slack: thread message handled", None)]
         action = (request.get("actions") or [{}])[0]
-        lines = [f"Slack: {action.get('action_id')} by <@{request.get('user', {}).get('id')}> performed "
-                 f"on ticket #{action.get('value')}"]
-        for done in self.lms.actions:
+        lines: list[tuple[str, str, float | None]] = [
+            ("slack", (f"Slack: {action.get('action_id')} by <@{request.get('user', {}).get('id')}> performed "
+                       f"on ticket #{action.get('value')}"), None)]
+        for done in self.lms.actions:  # shown when the LMS did it
             if str(done.get("key", "")).startswith(key):
-                lines.append(f"LMS {done['action']} for {done['email']} (reference {done['reference']})")
-        return [("slack", line) for line in lines]
+                lines.append(("slack", f"LMS {done['action']} for {done['email']} (reference {done['reference']})",
+                              done["at"]))
+        return lines
 
 
 async def play_approve(app: App, slack: SlackSandbox, sink: SmtpSink, narrator: SlackNarrator, port: int,
@@ -153,11 +161,12 @@ async def play_approve(app: App, slack: SlackSandbox, sink: SmtpSink, narrator: 
     """Click Approve, as the lead, on the first escalated login request; "" once the decision
     mail is sent and the outbox is idle, else what went wrong."""
     waiting = [t for t in narrator.escalated
-               if not ((narrator._slack_state(t).get("escalation") or {}).get("decided"))]
+               if not ((narrator.state(t).get("escalation") or {}).get("decided"))]
     if not waiting:
+        add("slack", "Slack: no escalated login request is waiting for a decision: no Approve click played")
         return ""
     ticket = waiting[0]
-    escalation = narrator._slack_state(ticket)["escalation"]
+    escalation = narrator.state(ticket)["escalation"]
     channel, card_ts = narrator.cards[ticket]
     payload = block_action(user_id=LEAD_ID, action_id="login.approve", value=str(ticket), channel=channel,
                            message_ts=escalation["ts"], thread_ts=card_ts,
@@ -178,9 +187,11 @@ async def play_approve(app: App, slack: SlackSandbox, sink: SmtpSink, narrator: 
             return ""
         if mail.get("status") == "dead":
             return f"the decision mail failed: {mail.get('last_error')}"
+        told = [e["text"] for e in slack.ephemerals if e["user"] == LEAD_ID]
+        if told and not app.outbox.pending():  # refused: the lead was told why, nothing else comes
+            return f"refused, Slack told the lead: {told[-1]}"
         await asyncio.sleep(0.02)
-    told = [e["text"] for e in slack.ephemerals if e["user"] == LEAD_ID]
-    return "no decision mail in time" + (f" (Slack told the lead: {told[-1]})" if told else "")
+    return "no decision mail in time"
 
 
 def print_threads(slack: SlackSandbox, narrator: SlackNarrator, tickets: list[int]) -> None:

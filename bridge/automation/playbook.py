@@ -211,7 +211,8 @@ class LoginStage:
 async def lms_action(ctx: Context, auto: Automation, action: str, account: str, *, key: str) -> dict[str, Any]:
     """Reactivate or send a reset link, idempotently (``key`` goes to the LMS), with one immediate
     retry; the account's action history is written first so a crash cannot hide it from the limit.
-    Returns ``reference``/``replayed``/``ms`` or ``failed`` with the reason."""
+    Returns ``reference``/``replayed``/``ms`` or ``failed`` with the reason (and ``transient``
+    when trying again later may succeed)."""
     history_key = f"lms-actions:{account.lower()}"
     ctx.store.limits.put(history_key, record(ctx.store.limits.get(history_key, []), time.time(),
                                            auto.cfg.action_limit))
@@ -222,7 +223,7 @@ async def lms_action(ctx: Context, auto: Automation, action: str, account: str, 
             result = await ctx.blocking(call, account, key)
         except TransientError as exc:
             if attempt == 2:
-                return {"failed": f"LMS {action} failed: {exc}", "ms": _ms(started)}
+                return {"failed": f"LMS {action} failed: {exc}", "transient": True, "ms": _ms(started)}
         except BridgeError as exc:
             return {"failed": f"LMS {action} refused: {exc}", "ms": _ms(started)}
         else:

@@ -63,7 +63,7 @@ class NotYet(Exception):
 
 
 REQUEUE_PREFIX = "outbox_requeue:"  # + effect key: one request per effect, in the meta table
-BULKY = frozenset({"raw", "text", "body"})
+BULKY = frozenset({"raw", "text", "body", "blocks", "request"})  # dropped from an effect once it is sent
 REQUEUE_POLL_SECONDS = 5.0
 
 # A handler gets the payload and the attempt number: 0 means it cannot have been performed yet.

@@ -215,21 +215,22 @@ class SlackActions:
             template, detail = f"login_{OUTCOME[outcome['action']]}", outcome["detail"]
         else:
             template, detail = "login_denied", "the customer was told we cannot reactivate the account"
+        mailed = "no reply: the ticket has no customer address"
         if record.customer_email:
             try:
-                queue_ticket_mail(self.ctx, record, f"{key}:mail", template=template,
-                                  kind=MessageKind.AUTOMATION_OUTCOME, values={"lang": lang, "test_mode": False})
+                message_id = queue_ticket_mail(self.ctx, record, f"{key}:mail", template=template, noted=True,
+                                               kind=MessageKind.AUTOMATION_OUTCOME,
+                                               values={"lang": lang, "test_mode": False})
+                mailed = f"reply {template} queued to {record.customer_email} (Message-ID {message_id})"
             except RejectedByService as exc:
-                detail += f"; no email sent: {exc}"
+                mailed = f"no reply sent: {exc}"
         auto = self.ctx.automation
-        if auto is not None and approve:
-            await self.ctx.odoo(self.ctx.desk.add_tags, ticket_id, [auto.cfg.resolved_tag])
-            if auto.cfg.resolved_stage:
-                await self.ctx.odoo(self.ctx.desk.set_stage, ticket_id, auto.cfg.resolved_stage)
+        if auto is not None and approve and auto.cfg.resolved_stage:
+            await self.ctx.odoo(self.ctx.desk.set_stage, ticket_id, auto.cfg.resolved_stage)
         self.ctx.outbox.enqueue(Effect(f"{key}:note", "odoo_note", {
             "ticket": ticket_id, "marker": key, "email_key": key,
             "body": (f"<p><b>Login request {verdict} in Slack</b> by {escape(name)} (Slack {escape(user)}): "
-                     f"{escape(detail)}<br/>{escape(key)}</p>")}))
+                     f"{escape(detail)}<br/>{escape(mailed)}<br/>{escape(key)}</p>")}))
         log.info("ticket %s: login request %s in Slack by %s: %s", ticket_id, verdict, user, detail)
         return self.notifier.ticket_event("decided", ticket_id, key, verdict=verdict, by_user_id=user, detail=detail)
 
@@ -250,14 +251,18 @@ class SlackActions:
             return {"refused": f"LMS check failed: {exc}"}
         if account is None:
             return {"refused": f"no LMS account for {account_email}"}
+        if account.status not in ("active", "deactivated"):
+            return {"refused": f"the LMS account's status is not one the bridge acts on ({account.raw_status or '?'})"}
         action = "reactivate" if account.status == "deactivated" else "send_reset"
         if not auto.cfg.dry_run and not resumed and not action_allowed(self.ctx, auto, account.email):
             return {"refused": "the automation limit for this account is reached"}
         if auto.cfg.dry_run:
             return {"action": action, "detail": f"{action} (dry run: nothing changed)"}
         done = await lms_action(self.ctx, auto, action, account.email, key=f"{key}:{action}")
+        if done.get("transient"):
+            raise TransientError(done["failed"], service="lms")  # the click is retried, its decision kept
         if "failed" in done:
-            raise TransientError(done["failed"], service="lms")
+            return {"refused": done["failed"]}
         return {"action": action, "detail": f"LMS {action} for {account.email}, reference {done['reference'] or '-'}"}
 
     async def _message(self, event: dict[str, Any], attempt: int) -> list[Effect]:

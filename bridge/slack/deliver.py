@@ -23,7 +23,7 @@ from bridge.pipeline.health import ServiceHealth
 from bridge.pipeline.outbox import NotYet
 from bridge.slack import cards
 from bridge.slack.client import SlackClient
-from bridge.slack.mrkdwn import mention
+from bridge.slack.mrkdwn import escaped, mention
 from bridge.slack.pacing import ChannelPacer
 from bridge.store import Table
 from bridge.ticket_record import TicketRecord
@@ -183,5 +183,6 @@ class SlackDelivery:
                                         mention(self.ctx.cfg.slack.mention_for(escalation["kind"])),
                                         approvable=bool(escalation.get("approvable")), ticket_id=record.ticket_id)
         blocks = cards.decided(blocks, payload["verdict"], payload["by"], payload["detail"])
-        await self.slack(self.client.update_message, record.slack["channel"], escalation["ts"],
-                         text=f"Escalation {payload['verdict']}", blocks=blocks)
+        text = escaped(f"Escalation {payload['verdict']}: {escalation['reason']}", 300)
+        await self.slack(self.client.update_message, record.slack["channel"], escalation["ts"], text=text,
+                         blocks=blocks)

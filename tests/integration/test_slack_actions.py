@@ -245,3 +245,15 @@ def test_other_thread_messages_become_notes_when_configured(bridge_factory, mail
                        and len(t) == 2 and t, what="two notes")
     assert any("Checked the toner &lt;b&gt;bold&lt;/b&gt;" in t and "Some Stranger" in t for t in texts)
     assert len(sink.messages) == 1  # only the acknowledgement: a note is never mailed
+
+
+def test_approve_that_the_lms_refuses_tells_the_approver_and_leaves_the_request_open(
+        bridge_factory, mailbox, odoo, sink, slack, hr, lms):
+    _, base, ticket, _, message, _ = escalated(bridge_factory, mailbox, odoo, sink, slack, hr, lms)
+    lms.fail_next(status=409, count=1)  # the account look-up is refused: nothing can be done
+    click(base, slack, user=APPROVER, action_id="login.approve", ticket=ticket["id"], message_ts=message["ts"])
+    [told] = wait_until(lambda: slack.ephemerals, what="the approver is told")
+    assert told["user"] == APPROVER and "Not approved" in told["text"]
+    assert decision_mails(sink, "login_reactivated") == [] and lms.actions == []
+    click(base, slack, user=APPROVER, action_id="login.approve", ticket=ticket["id"], message_ts=message["ts"])
+    wait_until(lambda: decision_mails(sink, "login_reactivated"), what="a later approval goes through")
