@@ -80,14 +80,15 @@ class TicketBook:
         record.slack = {**record.slack, **changes}
         return self._save(record, durable=durable)
 
-    def bump_card(self, ticket_id: int) -> int:
-        """Ask for one more card refresh; returns its version (older queued refreshes are skipped)."""
+    def bump_card(self, ticket_id: int, *, durable: bool = False, **changes: Any) -> int:
+        """Ask for one more card refresh, with the Slack facts that changed (one write for both);
+        returns its version (older queued refreshes are skipped)."""
         record = self.get(ticket_id)
         if record is None:
             return 0
         version = int(record.slack.get("card_version", 0)) + 1
-        record.slack = {**record.slack, "card_version": version}
-        self._save(record)
+        record.slack = {**record.slack, **changes, "card_version": version}
+        self._save(record, durable=durable)
         return version
 
     def seen(

@@ -12,6 +12,7 @@ from html import escape
 from typing import Any
 
 from bridge.errors import Undeliverable
+from bridge.mail.compose import OutgoingMail
 from bridge.mail.htmltext import text_to_html
 from bridge.mail.smtp import SmtpSender
 from bridge.notify import Notifier
@@ -19,6 +20,17 @@ from bridge.pipeline.context import Context
 from bridge.pipeline.outbox import Effect, Handler
 
 log = logging.getLogger("bridge.effects")
+
+
+def mail_effect(key: str, mail: OutgoingMail, ticket: int, email_key: str, *, noted: bool = False) -> Effect:
+    """The ``smtp`` effect that sends a composed mail on a ticket; ``noted``: whoever queues it
+    documents it on the ticket itself, so no "sent" note follows."""
+    payload = {"raw": mail.raw, "sender": mail.sender, "recipients": [mail.recipient], "message_id": mail.message_id,
+               "ticket": ticket, "email_key": email_key, "subject": mail.subject, "text": mail.text,
+               "template": mail.template, "kind": mail.kind.value}
+    if noted:
+        payload["noted"] = True
+    return Effect(key, "smtp", payload)
 
 
 def mail_note(payload: dict[str, Any], *, not_sent: str = "") -> Effect:

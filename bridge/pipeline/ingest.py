@@ -23,6 +23,7 @@ from bridge.mail.thread_ids import ticket_from_message_id, ticket_from_subject
 from bridge.models import GuardAction, InboundEmail
 from bridge.odoo.tickets import ticket_name
 from bridge.pipeline.context import Context
+from bridge.pipeline.effects import mail_effect
 from bridge.pipeline.job import Job
 from bridge.pipeline.outbox import Effect
 from bridge.pipeline.stage import Quarantine, Stage
@@ -231,19 +232,7 @@ class AcknowledgeStage:
             mail = ctx.composer.reply(email, ticket, template=template, kind=kind, values=values)
         except RejectedByService as exc:  # e.g. an address no reply can be composed for
             return not_replied(ctx, job, ticket, str(exc))
-        payload = {
-            "raw": mail.raw,
-            "sender": mail.sender,
-            "recipients": [mail.recipient],
-            "message_id": mail.message_id,
-            "ticket": ticket,
-            "email_key": email.key,
-            "subject": mail.subject,
-            "text": mail.text,
-            "template": template,
-            "kind": mail.kind.value,
-        }
-        if not ctx.outbox.enqueue(Effect(key, "smtp", payload), known_new=not job.resumed):  # queued before a restart
+        if not ctx.outbox.enqueue(mail_effect(key, mail, ticket, email.key), known_new=not job.resumed):  # queued before a restart
             return {"message_id": ctx.store.outbox[key]["payload"]["message_id"], "to": mail.recipient}
         ctx.store.remember_message(mail.message_id, ticket, "out")
         return {"message_id": mail.message_id, "to": mail.recipient, "template": template}

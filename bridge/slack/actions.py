@@ -27,6 +27,7 @@ from bridge.errors import BridgeError, RejectedByService, TransientError
 from bridge.mail.compose import MessageKind
 from bridge.mail.htmltext import text_to_html
 from bridge.pipeline.context import Context
+from bridge.pipeline.effects import mail_effect
 from bridge.pipeline.outbox import Effect
 from bridge.slack.client import SlackClient
 from bridge.slack.deliver import SlackDelivery
@@ -48,10 +49,7 @@ def queue_ticket_mail(ctx: Context, record: TicketRecord, key: str, *, template:
     if queued is not None:
         return str(queued["payload"]["message_id"])
     mail = ctx.composer.reply(reply_target(record), record.ticket_id, template=template, kind=kind, values=values)
-    payload = {"raw": mail.raw, "sender": mail.sender, "recipients": [mail.recipient], "message_id": mail.message_id,
-               "ticket": record.ticket_id, "email_key": key, "subject": mail.subject, "text": mail.text,
-               "template": template, "kind": mail.kind.value, "noted": noted}
-    ctx.outbox.enqueue(Effect(key, "smtp", payload))
+    ctx.outbox.enqueue(mail_effect(key, mail, record.ticket_id, key, noted=noted))
     ctx.store.remember_message(mail.message_id, record.ticket_id, "out")
     return mail.message_id
 

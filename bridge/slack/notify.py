@@ -51,24 +51,25 @@ class SlackNotifier:
             payload["save"] = save
         return Effect(key, KIND, payload, group=group(ticket_id))
 
-    def card_refresh(self, key: str, ticket_id: int, *, create: bool) -> Effect:
-        """Post the card (``create``) or re-render it; a refresh queued later makes this one a no-op."""
-        version = self.tickets.bump_card(ticket_id)
+    def card_refresh(self, key: str, ticket_id: int, *, create: bool, durable: bool = False,
+                     **changes: Any) -> Effect:
+        """Post the card (``create``) or re-render it, with ``changes`` to the ticket's Slack facts
+        recorded in the same write; a refresh queued later makes this one a no-op."""
+        version = self.tickets.bump_card(ticket_id, durable=durable, **changes)
         return Effect(key, KIND, {"op": "card", "ticket": ticket_id, "version": version, "create": create,
                                   "effect": key}, group=group(ticket_id))
 
     def escalation(self, ticket_id: int, reason: str, facts: dict[str, Any], *, kind: str, key: str) -> list[Effect]:
         self.log.warning("ticket %s: escalated to a human (%s): %s", ticket_id, kind, reason)
         approvable = self.approvals and kind in APPROVABLE
-        self.tickets.update_slack(ticket_id, escalation={
-            "key": key, "kind": kind, "reason": reason, "facts": facts, "approvable": approvable, "ts": "",
-            "decided": None,
-        }, durable=True)
+        escalation = {"key": key, "kind": kind, "reason": reason, "facts": facts, "approvable": approvable, "ts": "",
+                      "decided": None}
         message = cards.escalation(reason, facts, mention(self.cfg.mention_for(kind)), approvable=approvable,
                                    ticket_id=ticket_id)
         return [
             self._thread(f"slack:escalation:{key}", ticket_id, "escalation", message, create=True, save="escalation"),
-            self.card_refresh(f"slack:card:escalation:{key}", ticket_id, create=True),
+            self.card_refresh(f"slack:card:escalation:{key}", ticket_id, create=True, durable=True,
+                              escalation=escalation),
         ]
 
     def ticket_event(self, event: str, ticket_id: int, key: str, **detail: Any) -> list[Effect]:
@@ -86,8 +87,8 @@ class SlackNotifier:
     def _new_ticket(self, ticket_id: int, key: str, *, category: str = "other", automation: str = "",
                     outcome: str = "", automation_reason: str = "",
                     details: dict[str, str] | None = None) -> list[Effect]:
-        self.tickets.update_slack(ticket_id, category=category, **({"automation": automation} if automation else {}))
-        effects = [self.card_refresh(f"slack:new:{key}", ticket_id, create=self._create_for_events)]
+        effects = [self.card_refresh(f"slack:new:{key}", ticket_id, create=self._create_for_events, category=category,
+                                     **({"automation": automation} if automation else {}))]
         if outcome and outcome != "escalated":  # an escalation has its own message
             effects.append(self._thread(f"slack:automation:{key}", ticket_id, "automation",
                                         cards.automation_result(outcome, automation_reason, details or {}),

@@ -244,3 +244,19 @@ def test_bridge_check_reports_slack(mailbox, odoo, sink, slack, tmp_path):
     bad = make_config(mailbox, odoo, sink, tmp_path / "state", slack=slack_settings(slack, bot_token="xoxb-wrong"))
     [(_, passed, line)] = [r for r in asyncio.run(run_checks(bad)) if r[0] == "slack"]
     assert not passed and "refused" in line and "xoxb-wrong" not in line
+
+
+def test_a_reply_that_is_dead_lettered_asks_for_a_person_in_the_thread(bridge_factory, mailbox, odoo, sink, slack):
+    sink.set_down(True)
+    try:
+        bridge_factory(slack=slack_settings(slack, post="needs_human"), pipeline={
+            "retry_base_seconds": 0.05, "retry_max_seconds": 0.2, "outbox_max_attempts": 2})
+        raw, mid = email_bytes(subject="Printer broken")
+        uid = mailbox.append(raw)
+        wait_until(lambda: done(mailbox, uid), what="email processed")
+        [card] = wait_until(lambda: cards(slack), timeout=20, what="card once the reply is dead-lettered")
+        [message] = wait_until(lambda: thread_replies(slack, card["ts"]), what="the failure in the thread")
+        assert message["text"].startswith("<!here>")
+        assert "customer.example" in message["text"]
+    finally:
+        sink.set_down(False)
