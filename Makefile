@@ -26,6 +26,8 @@ bench: test-deps
 	$(PY) bench/throughput
 	$(PY) bench/login
 	$(PY) bench/loop_stall
+	$(PY) bench/slack
+	$(PY) bench/classify
 
 clean:
 	rm -rf $(VENV) build *.egg-info

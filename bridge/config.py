@@ -22,6 +22,7 @@ from pydantic import (
 
 from bridge.automation.classify import ClassifierConfig
 from bridge.automation.decide import DecisionTable
+from bridge.automation.intent import IntentConfig
 from bridge.automation.directory import HrConfig, LmsConfig
 from bridge.automation.limits import ActionLimit
 from bridge.automation.verify import SenderPolicy
@@ -162,7 +163,8 @@ class AutomationConfig(_Section):
     enabled: bool = False
     dry_run: bool = False  # run and document everything, change nothing on the LMS
     dry_run_reply: Literal["suppress", "test"] = "suppress"  # test: send it, subject "[TEST] …"
-    classifier: ClassifierConfig = ClassifierConfig()
+    classifier: ClassifierConfig = ClassifierConfig()  # the phrase rules (an operator's phrases and vetoes)
+    intent: IntentConfig = IntentConfig()  # the trained model's thresholds and the names of systems
     sender: SenderPolicy = SenderPolicy()
     hr: HrConfig | None = None
     lms: LmsConfig | None = None
@@ -205,7 +207,7 @@ SlackEvent = Literal[
     "reply_failed", "agent_reply",
 ]
 # Why a human is asked: each may have its own mention target (``slack.mentions``).
-ESCALATION_KINDS = ("login_escalated", "automation_failed", "reply_failed")
+ESCALATION_KINDS = ("login_escalated", "login_unsure", "other_access", "automation_failed", "reply_failed")
 _SLACK_ID = re.compile(r"[A-Z0-9]{2,20}")
 
 

@@ -33,6 +33,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bridge.textclass.model import fold
+
 Language = Literal["en", "vi"]
 
 MAX_TEXT_CHARS = 64 * 1024  # of the body text, from its start
@@ -332,20 +334,6 @@ class Classification:
     matched: tuple[str, ...]  # positive phrases found, as configured
     excluded_by: str = ""  # the exclusion that vetoed the match, if any
     language: Language = "en"
-
-
-_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00b4": "'", "`": "'"})
-
-
-def fold(text: str) -> str:
-    """Lower-case, drop accents (đ → d included), unify apostrophes and collapse whitespace.
-
-    Vietnamese is often typed without accents, so "Không đăng nhập được" must equal
-    "khong dang nhap duoc". đ has no Unicode decomposition and is mapped by hand.
-    """
-    text = text.translate(_APOSTROPHES).replace("đ", "d").replace("Đ", "D")
-    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    return " ".join(text.lower().split())
 
 
 def _variant(pattern: str) -> re.Pattern[str]:

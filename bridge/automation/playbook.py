@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from bridge.automation.classify import MAX_TEXT_CHARS, LoginClassifier
+from bridge.automation.classify import MAX_TEXT_CHARS
+from bridge.automation.intent import IntentClassifier
 from bridge.automation.decide import decide
 from bridge.automation.directory import HrDirectory, LmsClient
 from bridge.automation.limits import allows, record
@@ -42,7 +43,7 @@ class Automation:
     """The playbook's configuration and adapters."""
 
     cfg: AutomationConfig
-    classifier: LoginClassifier
+    classifier: IntentClassifier
     hr: HrDirectory
     lms: LmsClient
 
@@ -62,7 +63,7 @@ class Automation:
                         "authserv-id) counts whenever the MTA does not add its own")
         if cfg.dry_run:
             log.warning("automation.dry_run is on: no LMS change is made (replies: %s)", cfg.dry_run_reply)
-        return cls(cfg, LoginClassifier(cfg.classifier), HrDirectory(cfg.hr), LmsClient(cfg.lms))
+        return cls(cfg, IntentClassifier(cfg.classifier, cfg.intent), HrDirectory(cfg.hr), LmsClient(cfg.lms))
 
 
 def _ms(started: float) -> int:
@@ -131,12 +132,19 @@ class LoginStage:
         if not found.is_login:
             return {"login": False}
         facts: dict[str, Any] = {"sender": email.from_addr, "language": found.language,
-                                 "matched": list(found.matched)}
+                                 "matched": list(found.matched),
+                                 "classifier": {"outcome": found.outcome, "score": round(found.score, 3),
+                                                "cues": list(found.cues)}}
         run: dict[str, Any] = {"login": True, "facts": facts, "timings": timings}
 
-        def escalate(reason: str) -> dict[str, Any]:
-            run["decision"] = {"action": "escalate", "reason": reason}
+        def escalate(reason: str, kind: str = "login_escalated") -> dict[str, Any]:
+            run["decision"] = {"action": "escalate", "reason": reason, "kind": kind}
             return run
+
+        if any(cue.startswith("other system:") for cue in found.cues):
+            system = next(cue for cue in found.cues if cue.startswith("other system:")).partition(": ")[2]
+            return escalate(f"an access problem with {system}, not the LMS: nothing is done on the LMS",
+                            "other_access")
 
         started = time.monotonic()
         if requester is None:
@@ -179,6 +187,9 @@ class LoginStage:
 
         decision = decide(auto.cfg.decision, employment, facts["lms"]["status"])
         run["decision"] = {"action": decision.action, "reason": decision.reason, "rule": decision.rule_index}
+        if decision.action != "escalate" and found.outcome == "ask":
+            return escalate(f"not sure this is a login request ({found.describe()}); the facts point to "
+                            f"{decision.action}: a person decides", "login_unsure")
         if decision.action != "escalate":
             limit = auto.cfg.action_limit
             if not action_allowed(ctx, auto, facts["account"]):
@@ -204,7 +215,8 @@ class LoginStage:
                                   {"ticket": ticket, "body": note_html(job.key, run, auto.cfg.dry_run),
                                    "marker": job.key, "email_key": job.key}))
         if escalated:  # once per email: a stage retried after an outage must not notify twice
-            kind = "automation_failed" if (run.get("action") or {}).get("failed") else "login_escalated"
+            kind = "automation_failed" if (run.get("action") or {}).get("failed") else \
+                run["decision"].get("kind", "login_escalated")
             ctx.escalate(job.key, ticket, run["decision"]["reason"], run["facts"], kind)
 
 
@@ -247,6 +259,7 @@ def note_html(key: str, run: dict[str, Any], dry_run: bool) -> str:
         ("Sender", facts.get("sender", "")),
         ("Language", facts.get("language", "")),
         ("Matched phrases", ", ".join(facts.get("matched", []))),
+        ("Classifier", _intent(facts.get("classifier"))),
         ("Sender check", facts.get("sender_check", "")),
         ("HR", _status(facts.get("hr"))),
         ("LMS account", _status(facts.get("lms"))),
@@ -262,6 +275,13 @@ def note_html(key: str, run: dict[str, Any], dry_run: bool) -> str:
     title = "Login automation" + (" (dry run: nothing was changed)" if dry_run else "")
     cells = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in rows if v)
     return f"<p><b>{escape(title)}</b></p><table>{cells}</table>"
+
+
+def _intent(found: dict[str, Any] | None) -> str:
+    if not found:
+        return ""
+    cues = f"; cues: {', '.join(found['cues'])}" if found.get("cues") else ""
+    return f"{found['outcome']}, score {found['score']:.2f}{cues}"
 
 
 def _status(found: dict[str, Any] | None) -> str:

@@ -21,7 +21,7 @@ from bridge.ticket_record import TicketBook
 log = logging.getLogger("bridge.slack")
 
 KIND = "slack"
-APPROVABLE = ("login_escalated", "automation_failed")
+APPROVABLE = ("login_escalated", "login_unsure", "automation_failed")  # another system's access is not
 
 
 def group(ticket_id: int) -> str:

@@ -1,4 +1,4 @@
-"""The built wheel is a bridge that can reply: templates and the stand-ins' data ship inside it.
+"""The built wheel is a bridge that can reply: templates, the trained model and the stand-ins' data ship inside it.
 
 Builds a wheel from a copy of the sources (the work tree gets no build/ or egg-info), installs it
 without dependencies into a private folder and, from a folder that has no templates/, renders
@@ -38,7 +38,12 @@ values = {"reply_text": "Try again now.", "agent_name": "Agent"}  # what agent_r
 subjects = {name: composer.reply(parse_email(raw), 7, template=name, kind=MessageKind.AUTOMATION_OUTCOME,
                                  values=values).subject
             for name in TEMPLATE_NAMES}
-print(json.dumps({"package": bridge.__file__, "subjects": subjects, "seed": SEED_FILE.is_file()}))
+from bridge.automation.classify import ClassifierConfig
+from bridge.automation.intent import IntentClassifier, IntentConfig, PACKAGED_MODEL
+intent = IntentClassifier(ClassifierConfig(), IntentConfig())
+score = intent.classify("Locked out", "I can't log in to Moodle, it says my account is locked.").score
+print(json.dumps({"package": bridge.__file__, "subjects": subjects, "seed": SEED_FILE.is_file(),
+                  "model": str(PACKAGED_MODEL), "score": score}))
 """
 
 
@@ -58,6 +63,7 @@ def test_installed_wheel_renders_every_reply(tmp_path: Path) -> None:
         for part in TEMPLATE_PARTS:
             assert f"bridge/templates/{template}.{part}.j2" in names
     assert "bridge/sandbox/directory.yaml" in names
+    assert "bridge/models/login_intent.json.gz" in names
 
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(site), str(wheel)],
@@ -70,5 +76,6 @@ def test_installed_wheel_renders_every_reply(tmp_path: Path) -> None:
     result = json.loads(out.stdout)
     assert Path(result["package"]).is_relative_to(site), result["package"]  # not the work tree
     assert result["seed"]
+    assert Path(result["model"]).is_relative_to(site) and 0.0 <= result["score"] <= 1.0
     assert set(result["subjects"]) == set(TEMPLATE_NAMES)
     assert all(subject.endswith("[#HD-7]") for subject in result["subjects"].values()), result["subjects"]
