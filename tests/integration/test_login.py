@@ -284,6 +284,49 @@ def test_non_login_email_gets_the_usual_acknowledgement(bridge_factory, mailbox,
     assert not tag_names(odoo, ticket) & {"auto-resolved", "escalated"}
 
 
+VPN_SUBJECT = "VPN"
+VPN_BODY = ("Hi, since this morning I can't connect to the VPN from home, it says my password is wrong. "
+            "The LMS works fine. Thanks")
+
+
+def test_another_systems_access_problem_is_escalated_and_never_touches_the_lms(
+        bridge_factory, mailbox, odoo, sink, hr, lms, logs):
+    start_bridge(bridge_factory, hr, lms)
+    raw, mid = login_email("Alice Martin <alice@customer.example>", subject=VPN_SUBJECT, body=VPN_BODY)
+    uid = mailbox.append(raw)
+    ticket, reply, bodies = finish(mailbox, odoo, sink, uid, mid)
+
+    assert lms.calls == [] and hr.calls == [], "another system's problem is not looked up on the LMS"
+    assert_escalated(odoo, ticket, reply, bodies, logs, r"access problem with vpn, not the LMS")
+    assert "other system: vpn" in bodies[0], bodies[0]
+    assert any("(other_access)" in r.getMessage() for r in logs.records if r.name == ESCALATION_LOGGER)
+
+
+def test_another_systems_access_problem_can_be_left_to_the_acknowledgement(
+        bridge_factory, mailbox, odoo, sink, hr, lms, logs):
+    start_bridge(bridge_factory, hr, lms, intent={"other_system_outcome": "skip"})
+    raw, mid = login_email("Alice Martin <alice@customer.example>", subject=VPN_SUBJECT, body=VPN_BODY)
+    uid = mailbox.append(raw)
+    ticket, reply, bodies = finish(mailbox, odoo, sink, uid, mid, note=False)
+
+    assert bodies == [] and lms.calls == [] and hr.calls == []
+    assert reply["X-Bridge-Template"] in (None, "ack"), reply["X-Bridge-Template"]
+
+
+def test_an_unsure_login_request_asks_a_person_with_the_score(bridge_factory, mailbox, odoo, sink, hr, lms, logs):
+    """Below the act threshold the facts are still gathered, but a person decides (Approve / Deny
+    in Slack): nothing is done on the LMS and the note says why, with the classifier's score."""
+    start_bridge(bridge_factory, hr, lms, intent={"act_threshold": 1.0, "ask_threshold": 0.05})
+    raw, mid = login_email("Alice Martin <alice@customer.example>")
+    uid = mailbox.append(raw)
+    ticket, reply, bodies = finish(mailbox, odoo, sink, uid, mid)
+
+    assert lms.actions == [], "an unsure request never acts"
+    assert_escalated(odoo, ticket, reply, bodies, logs, r"not sure this is a login request")
+    assert re.search(r"Classifier</th><td>ask, score 0\.\d\d", bodies[0]), bodies[0]
+    assert any("(login_unsure)" in r.getMessage() for r in logs.records if r.name == ESCALATION_LOGGER)
+
+
 def test_follow_up_on_a_login_ticket_is_not_automated_again(bridge_factory, mailbox, odoo, sink, hr, lms, logs):
     start_bridge(bridge_factory, hr, lms)
     raw, mid = login_email("alice@customer.example")

@@ -94,6 +94,37 @@ def test_approve_reactivates_once_mails_the_customer_and_names_the_approver(
     assert decision_mails(sink, "login_denied") == [] and len(lms.actions) == 1
 
 
+def test_an_unsure_login_request_is_decided_in_one_click(bridge_factory, mailbox, odoo, sink, slack, hr, lms):
+    """A verified sender, but the classifier is not sure: the escalation offers Approve, and one
+    click runs the LMS action the facts point to."""
+    _, base = start_http(bridge_factory, slack, hr, lms, automation={"intent": {"act_threshold": 1.0}})
+    raw, mid = login_email("Alice Martin <alice@customer.example>")
+    ticket = mailed(mailbox, odoo, sink, raw, mid)
+    [card] = wait_until(lambda: cards(slack), what="card posted")
+    [message] = wait_until(lambda: thread_replies(slack, card["ts"]), what="escalation posted")
+    assert "not sure this is a login request" in " ".join(strings(message["blocks"]))
+    buttons = [e["action_id"] for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert buttons == ["login.approve", "login.deny"] and lms.actions == []
+
+    status, _ = click(base, slack, user=APPROVER, action_id="login.approve", ticket=ticket["id"],
+                      message_ts=message["ts"])
+    assert status == 200
+    wait_until(lambda: decision_mails(sink, "login_reactivated"), what="reactivation mail")
+    assert [a["action"] for a in lms.actions] == ["reactivate"]
+
+
+def test_another_systems_access_problem_offers_no_approve(bridge_factory, mailbox, odoo, sink, slack, hr, lms):
+    start_http(bridge_factory, slack, hr, lms)
+    raw, mid = login_email("Alice Martin <alice@customer.example>", subject="VPN",
+                           body="I can't connect to the VPN, it says my password is wrong. The LMS is fine.")
+    mailed(mailbox, odoo, sink, raw, mid)
+    [card] = wait_until(lambda: cards(slack), what="card posted")
+    [message] = wait_until(lambda: thread_replies(slack, card["ts"]), what="escalation posted")
+    assert "not the LMS" in " ".join(strings(message["blocks"]))
+    assert not any(b["type"] == "actions" for b in message["blocks"]), "nothing to approve on the LMS"
+    assert lms.calls == []
+
+
 def test_deny_sends_the_denial_and_touches_nothing(bridge_factory, mailbox, odoo, sink, slack, hr, lms):
     _, base, ticket, _, message, _ = escalated(bridge_factory, mailbox, odoo, sink, slack, hr, lms)
     status, _ = click(base, slack, user=APPROVER, action_id="login.deny", ticket=ticket["id"], message_ts=message["ts"])

@@ -71,15 +71,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_http(bridge_factory, slack, hr=None, lms=None, **extra):
-    """A bridge whose Slack actions come over its HTTP endpoint; returns (bridge, base url)."""
+def start_http(bridge_factory, slack, hr=None, lms=None, *, automation: dict | None = None, **extra):
+    """A bridge whose Slack actions come over its HTTP endpoint; returns (bridge, base url).
+    ``automation`` replaces top-level keys of the automation settings."""
     port = free_port()
     overrides: dict[str, Any] = {
         "slack": slack_settings(slack, actions="http", signing_secret=slack.signing_secret, **extra),
         "http": {"port": port, "webhook_token": WEBHOOK_TOKEN},
     }
     if hr is not None:
-        overrides["automation"] = automation_settings(hr, lms)
+        overrides["automation"] = automation_settings(hr, lms, **(automation or {}))
     return bridge_factory(**overrides), f"http://127.0.0.1:{port}"
 
 
