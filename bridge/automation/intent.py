@@ -8,8 +8,8 @@ and gives the probability of each label: ``lms_login`` (act on the account), ``o
 (bridge/automation/classify.py) stay the operator's lever: a phrase of theirs makes the email at
 least a question for a human, an exclusion of theirs keeps it from being acted on. Naming another
 system (Microsoft 365, VPN, payroll… — configurable) first, before any name of the LMS ("payroll
-won't let me in, the LMS is fine"), never leads to an LMS
-action. Only a confident model acts: a reset nobody asked for is the costly mistake.
+won't let me in, the LMS is fine"), never leads to an LMS action. Only a confident model acts:
+a reset nobody asked for is the costly mistake.
 """
 
 from __future__ import annotations
@@ -23,9 +23,17 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge.automation.classify import Classification, ClassifierConfig, Language, LoginClassifier, detect_language
+from bridge.automation.classify import (
+    MAX_SUBJECT_CHARS,
+    MAX_TEXT_CHARS,
+    Classification,
+    ClassifierConfig,
+    Language,
+    LoginClassifier,
+    detect_language,
+)
 from bridge.textclass.cues import cues_in
-from bridge.textclass.model import CUE_WEIGHT, LinearTextModel, features, fold
+from bridge.textclass.model import CUE_WEIGHT, MAX_CHARS, LinearTextModel, features, fold
 from bridge.textclass.own_words import Parts, own_words
 
 Outcome = Literal["act", "ask", "skip"]
@@ -70,6 +78,7 @@ class Intent:
     language: Language
     matched: tuple[str, ...] = ()  # rule phrases found
     excluded_by: str = ""
+    other_system: str = ""  # the other system the access problem is with: never an LMS action
 
     @property
     def is_login(self) -> bool:
@@ -131,15 +140,24 @@ class IntentClassifier:
 
     def evidence(self, subject: str, text: str) -> Evidence:
         """What the decision rests on: the model's probabilities, the rules' verdict on the own
-        words, another system named before any name of the LMS, the language."""
+        words, another system named before any name of the LMS, the cues, the language. Reads
+        what the phrase rules read (the start of a huge body), and of the own words as much as
+        the model does."""
+        subject, text = subject[:MAX_SUBJECT_CHARS], text[:MAX_TEXT_CHARS]
         parts = own_words(text)
         rules = self.rules.classify(subject, parts.own)
         probabilities = self.model.predict(self.counts(subject, parts, rules))
-        own = fold(f"{subject}\n{parts.own}")
-        other = self.other_systems.search(own) if self.other_systems else None
-        lms = self.lms_names.search(own) if self.lms_names else None
-        return Evidence(probabilities, rules.matched, rules.excluded_by, other.group(0) if other and (not lms or other.start() < lms.start()) else "",
+        own = fold(f"{subject}\n{parts.own[:MAX_CHARS]}")
+        return Evidence(probabilities, rules.matched, rules.excluded_by, self._other_system(own),
                         detect_language(subject, parts.own or text), cues_in(own))
+
+    def _other_system(self, own: str) -> str:
+        """The other system named in the folded own words before any name of the LMS, or ""."""
+        other = self.other_systems.search(own) if self.other_systems else None
+        if other is None:
+            return ""
+        lms = self.lms_names.search(own, 0, other.start()) if self.lms_names else None
+        return "" if lms else other.group(0)
 
     def decide(self, evidence: Evidence) -> Intent:
         """The outcome from the evidence and the thresholds."""
@@ -165,4 +183,4 @@ class IntentClassifier:
         else:
             outcome = "skip"
         return Intent(outcome=outcome, score=score, probabilities=probabilities, cues=tuple(cues),
-                      language=language, matched=matched, excluded_by=excluded_by)
+                      language=language, matched=matched, excluded_by=excluded_by, other_system=other_system)

@@ -141,9 +141,8 @@ class LoginStage:
             run["decision"] = {"action": "escalate", "reason": reason, "kind": kind}
             return run
 
-        if any(cue.startswith("other system:") for cue in found.cues):
-            system = next(cue for cue in found.cues if cue.startswith("other system:")).partition(": ")[2]
-            return escalate(f"an access problem with {system}, not the LMS: nothing is done on the LMS",
+        if found.other_system:
+            return escalate(f"an access problem with {found.other_system}, not the LMS: nothing is done on the LMS",
                             "other_access")
 
         started = time.monotonic()

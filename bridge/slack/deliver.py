@@ -56,7 +56,7 @@ def route(cfg: Config, record: TicketRecord) -> str:
 # Posts are spaced when they are sent, Slack counts them when they arrive: a post that waits a
 # few milliseconds longer in a worker or on the network than the one before it would arrive
 # early and cost a 429 and its Retry-After (measured by bench/slack: ×1.31 of the drain floor
-# without the margin, ×1.05 with it).
+# without the margin, ×1.09 with it).
 SEND_JITTER_MARGIN = 0.05
 
 

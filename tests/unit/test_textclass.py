@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.automation.classify import ClassifierConfig
+from bridge.automation.classify import MAX_TEXT_CHARS, ClassifierConfig
 from bridge.automation.intent import Evidence, IntentClassifier, IntentConfig
 from bridge.textclass.cues import cues_in
 from bridge.textclass.model import LinearTextModel, features, fold
@@ -161,3 +161,11 @@ def test_a_plain_complaint_has_no_cue() -> None:
 def test_someone_elses_problem_is_never_acted_on(intent: IntentClassifier) -> None:
     decided = intent.decide(evidence(0.99)._replace(text_cues=("someone_else",)))
     assert decided.outcome == "ask" and "cue: someone_else" in decided.cues
+
+
+def test_only_the_start_of_a_huge_body_is_read(intent: IntentClassifier) -> None:
+    """A 20 MB body costs what its first 64 KB cost: what follows cannot change the decision."""
+    filler = "Please see the attached timetable for next term.\n" * (MAX_TEXT_CHARS // 40)
+    tail = "I can't connect to the VPN, my password is refused.\n" * (20 * 1024 * 1024 // 52)
+    assert intent.evidence("VPN", tail[:500]).other_system == "vpn"
+    assert intent.evidence("Timetable", filler + tail) == intent.evidence("Timetable", filler)
