@@ -22,6 +22,7 @@ from bridge.mail.smtp import SmtpSender
 from bridge.mail.thread_ids import ticket_from_message_id
 from bridge.metrics import BridgeMetrics
 from bridge.notify import LogNotifier, Notifier
+from bridge.odoo.changes import OdooChanges
 from bridge.odoo.rpc import OdooRPC
 from bridge.odoo.tickets import TicketDesk
 from bridge.pipeline.context import Context, Observer
@@ -29,6 +30,7 @@ from bridge.pipeline.effects import Effects
 from bridge.pipeline.health import ServiceHealth
 from bridge.pipeline.ingest import ODOO_TICKET_STAGES
 from bridge.pipeline.intake import Intake
+from bridge.pipeline.odoo_watch import OdooWatcher
 from bridge.pipeline.outbox import Handler, Outbox
 from bridge.pipeline.runner import Runner
 from bridge.slack.service import MAX_ATTEMPTS as SLACK_ATTEMPTS
@@ -86,7 +88,7 @@ class App:
         self.outbox = Outbox(
             self.store.outbox,
             handlers,
-            {"smtp": self.health["smtp"], "odoo_note": self.health["odoo"]},
+            {"smtp": self.health["smtp"], "odoo_note": self.health["odoo"], "odoo_message_id": self.health["odoo"]},
             requeue=self.store.meta,
             max_attempts=cfg.pipeline.outbox_max_attempts,
             attempts_by_kind=SLACK_ATTEMPTS if cfg.slack.enabled else None,
@@ -128,9 +130,11 @@ class App:
         self.ctx.observers.append(self.metrics.observe)
         self.outbox.observers.append(self.metrics.observe_outbox)
         self.tickets = OdooTicketFeed(self.ctx, Runner(self.ctx, ODOO_TICKET_STAGES))
+        self.odoo_watch = OdooWatcher(self.ctx, OdooChanges(self.rpc, self.desk)) if cfg.conversation.enabled else None
         self.web = WebServer(
             cfg.http, self.tickets.submit_threadsafe, readiness=self.readiness, metrics=self.metrics.render,
             on_slack=self.slack.endpoint if self.slack else None,
+            on_odoo_change=self.odoo_watch.poke_threadsafe if self.odoo_watch else None,
         ) if cfg.http.port else None
         self.watcher = IdleWatcher(cfg.imap, self.intake.notify_threadsafe)
         pipeline = cfg.pipeline  # a crashed task is restarted with the pipeline's backoff
@@ -171,6 +175,9 @@ class App:
         self.supervisor.spawn("housekeeping", self._housekeeping)
         if self.ctx.automation is not None:
             self.supervisor.spawn("odoo-tickets", self.tickets.run)
+        if self.odoo_watch is not None:
+            self.odoo_watch.bind(asyncio.get_running_loop())
+            self.supervisor.spawn("odoo-watch", self.odoo_watch.run)
         if self.slack is not None:
             await self.slack.start()
             if self.slack.socket is not None:

@@ -204,11 +204,28 @@ class HttpConfig(_Section):
 
 SlackEvent = Literal[
     "new_ticket", "customer_replied", "automation", "escalation", "assigned", "resolved", "reopened",
-    "reply_failed", "agent_reply",
+    "reply_failed", "agent_reply", "agent_replied",
 ]
 # Why a human is asked: each may have its own mention target (``slack.mentions``).
 ESCALATION_KINDS = ("login_escalated", "login_unsure", "other_access", "automation_failed", "reply_failed")
 _SLACK_ID = re.compile(r"[A-Z0-9]{2,20}")
+
+
+class ConversationConfig(_Section):
+    """Odoo → customer: agents' public comments and stage changes, found by watching Odoo."""
+
+    enabled: bool = False
+    poll_seconds: float = Field(default=15.0, gt=0)
+    lookback_seconds: float = Field(default=120.0, ge=0)  # re-read window (commit delays, clock steps)
+    page_size: int = Field(default=200, ge=1, le=2000)
+    # bridge: the bridge emails agents' comments; odoo: Odoo's own outgoing mail does (the customer
+    # follows the ticket), so the bridge sends no second copy and only keeps Slack informed.
+    send: Literal["bridge", "odoo"] = "bridge"
+    cc: bool = False  # also to the Cc's of the customer's first email
+    max_attachment_bytes: int = Field(default=20 * 1024 * 1024, ge=0)  # per agent reply, files beyond are listed
+    closing_email: bool = True  # the "closed" template once when a ticket reaches a closed stage
+    reopen_stage: str = ""  # a customer reply to a closed ticket moves it to this stage; empty: left closed
+    reopen_within_days: float = Field(default=0.0, ge=0)  # 0: always reopen; later replies open a new ticket
 
 
 class SlackRoute(_Section):
@@ -298,6 +315,7 @@ class Config(_Section):
     automation: AutomationConfig = AutomationConfig()
     http: HttpConfig = HttpConfig()
     slack: SlackConfig = SlackConfig()
+    conversation: ConversationConfig = ConversationConfig()
 
     @property
     def own_domain(self) -> str:

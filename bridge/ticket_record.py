@@ -36,6 +36,11 @@ class TicketRecord:
     # automation (the outcome shown on the card), escalation (the open one, for Approve/Deny).
     slack: dict[str, Any] = field(default_factory=dict)
     sla: dict[str, Any] = field(default_factory=dict)  # clocks and events already posted (the SLA issue)
+    # Odoo's side as the bridge last knew it (bridge/pipeline/conversation.py): stage_id, closed,
+    # assignee_id, closures (how often it was closed), closed_at, and changed_at, when the bridge
+    # itself last changed the ticket (a watcher's read older than that is stale).
+    odoo: dict[str, Any] = field(default_factory=dict)
+    cc: list[str] = field(default_factory=list)  # the Cc's of the customer's first email
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
 
@@ -91,9 +96,18 @@ class TicketBook:
         self._save(record, durable=durable)
         return version
 
+    def update_odoo(self, ticket_id: int, *, by_bridge: bool = False, **changes: Any) -> TicketRecord | None:
+        """Merge ``changes`` into what the bridge knows of the ticket in Odoo; ``by_bridge``: the
+        bridge itself made this change just now, so a watcher read from before it is stale."""
+        record = self.get(ticket_id)
+        if record is None:
+            return None
+        record.odoo = {**record.odoo, **changes, **({"changed_at": time.time()} if by_bridge else {})}
+        return self._save(record)
+
     def seen(
         self, ticket_id: int, *, model: str, customer_email: str, customer_name: str, origin: str, mailbox: str,
-        inbound_message_id: str = "", subject: str = "",
+        inbound_message_id: str = "", subject: str = "", cc: tuple[str, ...] = (),
     ) -> TicketRecord:
         """A ticket the bridge handles (new from an email, created in Odoo, or a follow-up), and
         the customer message now on it if any: the existing record is kept, missing facts are
@@ -102,6 +116,7 @@ class TicketBook:
         record.customer_email = record.customer_email or customer_email
         record.customer_name = record.customer_name or customer_name
         record.subject = record.subject or subject
+        record.cc = record.cc or list(cc)
         if inbound_message_id and record.last_inbound_message_id != inbound_message_id:
             record.first_message_id = record.first_message_id or inbound_message_id
             record.last_inbound_message_id = inbound_message_id

@@ -154,13 +154,23 @@ class _Handler(BaseHTTPRequestHandler):
             status, answer = web.on_slack(url.path, body, {k: v for k, v in self.headers.items()})
             self._reply(status, answer)
             return
-        if url.path != "/webhook/ticket":
+        if url.path not in ("/webhook/ticket", "/webhook/odoo") or (
+                url.path == "/webhook/odoo" and web.on_odoo_change is None):
             self._reply(404, {"error": "not found"})
             return
         given = self.headers.get("X-Bridge-Token") or (parse_qs(url.query).get("token") or [""])[0]
         if not hmac.compare_digest(given.encode(), web.token.encode()):
             log.warning("webhook: refused a call with a wrong or missing token from %s", self.client_address[0])
             self._reply(401, {"error": "unauthorized"})
+            return
+        if url.path == "/webhook/odoo":  # whatever changed, the watcher reads it from Odoo itself
+            try:
+                self.rfile.read(_content_length(self.headers))
+            except _Refused as exc:
+                self._reply(exc.status, {"error": str(exc)})
+                return
+            web.on_odoo_change()
+            self._reply(202, {"polling": True})
             return
         try:
             ticket_id = _ticket_id(self.rfile.read(_content_length(self.headers)))
@@ -233,9 +243,11 @@ class WebServer:
         readiness: Callable[[], dict[str, Any]],
         metrics: Callable[[], tuple[bytes, str]],
         on_slack: Callable[[str, bytes, dict[str, str]], tuple[int, dict[str, Any]]] | None = None,
+        on_odoo_change: Callable[[], None] | None = None,
     ) -> None:
         self.token = cfg.webhook_token.get_secret_value()
         self.on_slack = on_slack
+        self.on_odoo_change = on_odoo_change
         self.on_ticket = on_ticket
         self.readiness = readiness
         self.metrics = metrics
@@ -245,7 +257,7 @@ class WebServer:
 
     def start(self) -> None:
         self._thread.start()
-        log.info("http: listening on %s:%s (/healthz, /readyz, /metrics, /webhook/ticket)",
+        log.info("http: listening on %s:%s (/healthz, /readyz, /metrics, /webhook/ticket, /webhook/odoo)",
                  self._server.server_address[0], self.port)
 
     def stop(self) -> None:

@@ -27,6 +27,7 @@ from bridge.config import AutomationConfig
 from bridge.errors import BridgeError, TransientError
 from bridge.models import GuardAction, InboundEmail
 from bridge.pipeline.context import Context
+from bridge.pipeline.conversation import bridge_set_stage
 from bridge.pipeline.job import Job
 from bridge.pipeline.outbox import Effect
 
@@ -208,7 +209,7 @@ class LoginStage:
         if not auto.cfg.dry_run:
             stage = auto.cfg.escalated_stage if escalated else auto.cfg.resolved_stage
             if stage:
-                await ctx.odoo(ctx.desk.set_stage, ticket, stage)
+                await bridge_set_stage(ctx, ticket, stage, automatic=True)
             await ctx.odoo(ctx.desk.add_tags, ticket, [auto.cfg.escalated_tag if escalated else auto.cfg.resolved_tag])
         ctx.outbox.enqueue(Effect(f"login-note:{job.key}", "odoo_note",
                                   {"ticket": ticket, "body": note_html(job.key, run, auto.cfg.dry_run),

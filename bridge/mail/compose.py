@@ -5,7 +5,10 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from collections.abc import Sequence
+from email import encoders
 from email.header import Header
+from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import Compat32
@@ -17,13 +20,14 @@ import jinja2
 
 from bridge.errors import ConfigurationError, Undeliverable
 from bridge.mail.thread_ids import make_message_id, strip_reply_prefixes, subject_tag
-from bridge.models import InboundEmail
+from bridge.models import Attachment, InboundEmail
 
 # The defaults ship inside the package (pyproject.toml package-data); tickets.templates_dir, when
 # set, is a folder of overrides consulted first, file by file.
 PACKAGED_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 # Every template the code renders: <name>.subject.j2, .txt.j2 and .html.j2 must exist for each.
-TEMPLATE_NAMES = ("ack", "login_reactivated", "login_reset", "login_escalated", "login_denied", "agent_reply")
+TEMPLATE_NAMES = ("ack", "login_reactivated", "login_reset", "login_escalated", "login_denied", "agent_reply",
+                  "closed")
 TEMPLATE_PARTS = ("subject", "txt", "html")
 
 
@@ -102,6 +106,12 @@ class OutgoingMail:
     kind: MessageKind
     template: str
     needs_smtputf8: bool = False
+    cc: tuple[str, ...] = ()
+
+    @property
+    def recipients(self) -> list[str]:
+        """Everyone on the envelope: the customer, then the Cc's."""
+        return [self.recipient, *self.cc]
 
 
 def _one_line(text: str, limit: int = 200) -> str:
@@ -136,6 +146,19 @@ def _mailbox(name: str, address: str) -> str:
     placeholder = "placeholder@invalid"
     phrase = formataddr((name, placeholder), charset="utf-8").removesuffix(f" <{placeholder}>")
     return f"{phrase} <{address}>"
+
+
+def _attachment_part(attachment: Attachment) -> MIMEBase:
+    """One file as a base64 MIME part, its name as an RFC 2231 parameter when it is not ASCII."""
+    maintype, _, subtype = (attachment.content_type or "").partition("/")
+    if not (maintype and subtype) or _CONTROL.search(attachment.content_type):
+        maintype, subtype = "application", "octet-stream"
+    part = MIMEBase(maintype, subtype)
+    part.set_payload(attachment.payload)
+    encoders.encode_base64(part)
+    name = _one_line(attachment.filename, 200).replace('"', "'") or "attachment"
+    part.add_header("Content-Disposition", "attachment", filename=name if name.isascii() else ("utf-8", "", name))
+    return part
 
 
 def template_loader(override: str | Path | None) -> jinja2.BaseLoader:
@@ -197,14 +220,19 @@ class Composer:
         template: str,
         kind: MessageKind | str,
         values: dict | None = None,
+        attachments: Sequence[Attachment] = (),
+        cc: Sequence[str] = (),
     ) -> OutgoingMail:
         """Any templated mail in answer to ``email``: ``<template>.subject.j2``, ``.txt.j2``,
         ``.html.j2``; ``values`` add to the standard ones (``lang``, ``test_mode`` for the login
-        replies). Raises Undeliverable for an address no mail can ever be sent to."""
+        replies). ``cc``: more addresses, each left out when it is not a plain address.
+        Raises Undeliverable for an address no mail can ever be sent to."""
         kind = MessageKind(kind)
         recipient, recipient_utf8 = self._recipient(email.from_addr)
         sender, sender_utf8 = envelope_address(self.from_address)
-        needs_smtputf8 = recipient_utf8 or sender_utf8
+        copies = [self._copy(address) for address in dict.fromkeys(cc) if address.lower() != email.from_addr.lower()]
+        cc_addresses = tuple(address for address, _ in filter(None, copies))
+        needs_smtputf8 = recipient_utf8 or sender_utf8 or any(utf8 for _, utf8 in filter(None, copies))
 
         tag = subject_tag(ticket_id, self.tag_prefix)
         untagged = re.sub(rf"\s*\[#{re.escape(self.tag_prefix)}\d+\]", "", _one_line(email.subject), flags=re.I)
@@ -227,9 +255,18 @@ class Composer:
 
         # compat32 MIME classes: several times cheaper than EmailMessage's header parsing, which
         # dominated the cost of a reply under load; every header value here is ours or sanitised.
-        msg = MIMEMultipart("alternative")
+        body = MIMEMultipart("alternative")
+        body.attach(MIMEText(text, "plain", "utf-8"))
+        body.attach(MIMEText(html, "html", "utf-8"))
+        msg = body if not attachments else MIMEMultipart("mixed")
+        if attachments:
+            msg.attach(body)
+            for attachment in attachments:
+                msg.attach(_attachment_part(attachment))
         msg["From"] = _mailbox(self.from_name, sender)
         msg["To"] = recipient  # the bare address: the sender's display name is theirs to choose, not ours to echo
+        if cc_addresses:
+            msg["Cc"] = ", ".join(cc_addresses)
         msg["Subject"] = Header(subject, "utf-8") if not subject.isascii() else subject
         msg["Date"] = formatdate(localtime=False, usegmt=True)
         msg["Message-ID"] = message_id
@@ -243,8 +280,6 @@ class Composer:
         msg["X-Loop"] = self.loop_token
         msg["X-Bridge-Kind"] = kind.value
         msg["X-Bridge-Template"] = template
-        msg.attach(MIMEText(text, "plain", "utf-8"))
-        msg.attach(MIMEText(html, "html", "utf-8"))
         return OutgoingMail(
             message_id=message_id,
             sender=sender,
@@ -255,7 +290,16 @@ class Composer:
             kind=kind,
             template=template,
             needs_smtputf8=needs_smtputf8,
+            cc=cc_addresses,
         )
+
+    @classmethod
+    def _copy(cls, address: str) -> tuple[str, bool] | None:
+        """A Cc address as it goes out, or None for one no mail can be sent to."""
+        try:
+            return cls._recipient(address)
+        except Undeliverable:
+            return None
 
     @staticmethod
     def _recipient(address: str) -> tuple[str, bool]:

@@ -37,6 +37,7 @@ class TicketProfile:
     has_partner_email: bool
     description_required: bool
     closed_field: str  # domain path that is true on closed tickets
+    closed_date_field: str = "close_date"  # when the ticket was closed (project.task: its last stage change)
     team_setting: Literal["team", "project"] = "team"  # the OdooConfig key naming the team record
     assignee_field: Literal["user_id", "user_ids"] = "user_id"  # project.task has several assignees
 
@@ -68,6 +69,7 @@ PROFILES: dict[str, TicketProfile] = {
         has_partner_email=True,
         description_required=True,
         closed_field="closed",
+        closed_date_field="closed_date",
     ),
     "project_task": TicketProfile(
         key="project_task",
@@ -79,6 +81,7 @@ PROFILES: dict[str, TicketProfile] = {
         has_partner_email=False,
         description_required=False,
         closed_field="stage_id.fold",
+        closed_date_field="date_last_stage_update",
         team_setting="project",
         assignee_field="user_ids",
     ),
@@ -371,6 +374,16 @@ class TicketDesk:
             "partner_email": partner_email,
         }
 
+    def closure(self, ticket_id: int) -> dict[str, Any] | None:
+        """Whether the ticket is closed and since when (Odoo's UTC stamp, "" if unknown); None if
+        there is no such ticket. One read; the stage's flag is memoised."""
+        profile = self.profile
+        found = self._read_by_id(profile.model, ticket_id, ["stage_id", profile.closed_date_field])
+        if not found:
+            return None
+        closed = self.stage_closed(self._many2one_id(found[0].get("stage_id")))
+        return {"closed": closed, "closed_at": str(found[0].get(profile.closed_date_field) or "") if closed else ""}
+
     def _priority_labels(self) -> dict[str, str]:
         """The ticket model's priority selection, key → label (in the API user's language), once per desk."""
         model = self.profile.model
@@ -382,6 +395,11 @@ class TicketDesk:
             return {str(key): str(label) for key, label in pairs}
 
         return self._meta.get((model, "priority"), lookup)
+
+    def stage_closed(self, stage_id: int | None) -> bool:
+        """Whether tickets in this stage count as closed (the stage's ``fold``, or OCA's ``closed``)."""
+        flag = self.profile.closed_field.removeprefix("stage_id.")
+        return bool(stage_id) and self._stage_flag(stage_id, "closed" if flag == self.profile.closed_field else flag)
 
     def _stage_flag(self, stage_id: int, flag: str) -> bool:
         """A boolean of a stage (``fold``), memoised per stage id."""
@@ -534,6 +552,12 @@ class TicketDesk:
             kwargs["message_id"] = message_id
         return as_id(self._rpc.execute_kw(self.profile.model, "message_post", [[ticket_id]], kwargs))
 
+    def set_message_id(self, odoo_message_id: int, message_id: str) -> None:
+        """Write the Message-ID of the email the bridge sent for a comment onto that comment, so the
+        customer's answer threads there through Odoo's own mail gateway too (and the comment is
+        known as emailed for as long as it exists). Needs write access to mail.message."""
+        self._rpc.execute_kw("mail.message", "write", [[odoo_message_id], {"message_id": message_id}])
+
     def has_note(self, ticket_id: int, marker: str) -> bool:
         """Whether a recent comment or note on the ticket shows ``marker``: makes a retried note idempotent.
 
@@ -553,8 +577,8 @@ class TicketDesk:
         needle = html.escape(marker, quote=True)
         return any(needle in str(note.get("body") or "") for note in notes)
 
-    def set_stage(self, ticket_id: int, stage_name: str) -> None:
-        """Move the ticket to the stage of this name (profile's stage model, id cached).
+    def set_stage(self, ticket_id: int, stage_name: str) -> int:
+        """Move the ticket to the stage of this name (profile's stage model, id cached); returns the stage id.
 
         Idempotent: a ticket already in that stage is not written again, so a retry does not
         restamp the stage date (or re-run stage-change automations) in a real Odoo. An unknown
@@ -571,8 +595,9 @@ class TicketDesk:
         stage_id = self._names.get((model, stage_name), lookup)
         current = self._read_by_id(self.profile.model, ticket_id, ["stage_id"])
         if current and self._many2one_id(current[0].get("stage_id")) == stage_id:
-            return
+            return stage_id
         self._rpc.execute_kw(self.profile.model, "write", [[ticket_id], {"stage_id": stage_id}])
+        return stage_id
 
     def add_tags(self, ticket_id: int, tag_names: Sequence[str]) -> None:
         """Link these tags to the ticket, each found or created once (profile's tag model); existing tags stay.

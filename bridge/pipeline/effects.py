@@ -25,7 +25,7 @@ log = logging.getLogger("bridge.effects")
 def mail_effect(key: str, mail: OutgoingMail, ticket: int, email_key: str, *, noted: bool = False) -> Effect:
     """The ``smtp`` effect that sends a composed mail on a ticket; ``noted``: whoever queues it
     documents it on the ticket itself, so no "sent" note follows."""
-    payload = {"raw": mail.raw, "sender": mail.sender, "recipients": [mail.recipient], "message_id": mail.message_id,
+    payload = {"raw": mail.raw, "sender": mail.sender, "recipients": mail.recipients, "message_id": mail.message_id,
                "ticket": ticket, "email_key": email_key, "subject": mail.subject, "text": mail.text,
                "template": mail.template, "kind": mail.kind.value}
     if noted:
@@ -62,7 +62,8 @@ class Effects:
 
     @property
     def handlers(self) -> dict[str, Handler]:
-        return {"smtp": self.send_mail, "odoo_note": self.post_note, "escalation": self.escalate}
+        return {"smtp": self.send_mail, "odoo_note": self.post_note, "escalation": self.escalate,
+                "odoo_message_id": self.write_message_id}
 
     async def send_mail(self, payload: dict[str, Any], attempt: int) -> list[Effect]:
         """Send one composed mail; a mail that can never reach this address is skipped and the
@@ -78,9 +79,16 @@ class Effects:
                  payload["message_id"], ", ".join(payload["recipients"]))
         self.ctx.tickets.outbound(payload["ticket"], payload["message_id"], kind=payload.get("kind", ""),
                                   template=payload.get("template", ""))
+        if payload.get("odoo_message"):  # an agent's comment, emailed: its Message-ID goes back on it
+            return [Effect(f"msgid:{payload['odoo_message']}", "odoo_message_id",
+                           {"odoo_message": payload["odoo_message"], "message_id": payload["message_id"],
+                            "ticket": payload["ticket"]})]
         if payload.get("noted"):  # whoever queued it documents it on the ticket (an agent's reply)
             return []
         return [mail_note(payload)]
+
+    async def write_message_id(self, payload: dict[str, Any], attempt: int) -> None:
+        await self.ctx.odoo(self.ctx.desk.set_message_id, payload["odoo_message"], payload["message_id"])
 
     async def post_note(self, payload: dict[str, Any], attempt: int) -> None:
         ctx = self.ctx

@@ -1,6 +1,6 @@
 """The ordered stages that turn one inbound email into a ticket or a follow-up, and an answer.
 
-    guard → route → ticket → post → record → login → acknowledge → notify
+    guard → route → ticket → post → record → reopen → login → acknowledge → notify
 
 Each stage returns a small result that the runner journals before the next one starts; a stage
 that already has a result is never run again, so a restarted bridge resumes mid-way.
@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+from bridge.ascii import ascii_lower
 from bridge.automation.playbook import LoginStage
 from bridge.errors import RejectedByService
 from bridge.mail.compose import MessageKind
@@ -23,6 +24,7 @@ from bridge.mail.thread_ids import ticket_from_message_id, ticket_from_subject
 from bridge.models import GuardAction, InboundEmail
 from bridge.odoo.tickets import ticket_name
 from bridge.pipeline.context import Context
+from bridge.pipeline.conversation import bridge_set_stage
 from bridge.pipeline.effects import mail_effect
 from bridge.pipeline.job import Job
 from bridge.pipeline.outbox import Effect
@@ -79,30 +81,55 @@ class RouteStage:
             if message.get("message_id") == email.key and message.get("model") == model:
                 return {"ticket": message["res_id"], "via": "already in Odoo", "posted": True}
 
+        found, via = await self._continued(ctx, email, refs, known, job.key)
+        if found and await self._closed_too_long(ctx, found):
+            log.info("%s: ticket %s was closed more than %g days ago: opening a new ticket that follows it",
+                     job.key, found, ctx.cfg.conversation.reopen_within_days)
+            return {"ticket": None, "via": "new", "follows": found}
+        if found:
+            return {"ticket": found, "via": via}
+        return {"ticket": None, "via": "new"}
+
+    async def _continued(self, ctx: Context, email: InboundEmail, refs: list[str], known: list[dict],
+                         key: str) -> tuple[int | None, str]:
+        """The existing ticket this email answers, by its headers or (its customer only) the subject tag."""
+        model = ctx.desk.profile.model
         for ref in reversed(refs):
             local = ctx.store.messages.get(ref)
             ticket = local["ticket"] if local else ticket_from_message_id(
                 ref, ctx.composer.domain, ctx.composer.secret
             )
             if ticket and await self._exists(ctx, ticket):
-                return {"ticket": ticket, "via": "references"}
+                return ticket, "references"
         for message in known:
             if message.get("model") == model and message.get("res_id"):
                 if await self._exists(ctx, message["res_id"]):
-                    return {"ticket": message["res_id"], "via": "references (Odoo)"}
+                    return message["res_id"], "references (Odoo)"
 
         tagged = ticket_from_subject(email.subject, ctx.cfg.tickets.tag_prefix)
         if tagged:
             owner = await ctx.odoo(ctx.desk.ticket_customer_email, tagged)
             if owner and owner.lower() == email.from_addr.lower():
-                return {"ticket": tagged, "via": "subject tag"}
+                return tagged, "subject tag"
             log.warning(
                 "%s: subject names ticket %s but %s is not its customer: opening a new ticket",
-                job.key,
+                key,
                 tagged,
                 email.from_addr or "(no sender)",
             )
-        return {"ticket": None, "via": "new"}
+        return None, ""
+
+    @staticmethod
+    async def _closed_too_long(ctx: Context, ticket: int) -> bool:
+        """Whether a reply to this ticket opens a new one: closed longer than conversation.reopen_within_days."""
+        days = ctx.cfg.conversation.reopen_within_days
+        if not days:
+            return False
+        closure = await ctx.odoo(ctx.desk.closure, ticket)
+        if not closure or not closure["closed"] or not closure["closed_at"]:
+            return False
+        closed_at = datetime.strptime(closure["closed_at"][:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+        return time.time() - closed_at.timestamp() > days * 86400
 
     @staticmethod
     async def _exists(ctx: Context, ticket: int) -> bool:
@@ -192,8 +219,42 @@ class RecordStage:
             ticket, model=ctx.desk.profile.model, origin=origin, mailbox=ctx.cfg.imap.folder,
             customer_email=email.from_addr if new else "", customer_name=email.from_name if new else "",
             inbound_message_id=email.key if origin == "email" else "", subject=email.subject if new else "",
+            cc=tuple(a for a in email.cc if ascii_lower(a) not in ctx.guard.own_addresses) if new else (),
         )
         return {"ticket": ticket}
+
+
+class ReopenStage:
+    """A customer's reply to a closed ticket reopens it (conversation.reopen_stage); a new ticket
+    that follows one closed too long ago gets a note on each, pointing to the other. Auto-replies
+    and other mail the guard only records never reopen anything."""
+
+    name = "reopen"
+    journal = True
+
+    async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
+        email, ticket = job.email_and_ticket()
+        follows = job.result("route").get("follows")
+        if follows and job.result("ticket").get("new"):
+            for on, other, text in ((ticket, follows, "Follows up on closed ticket"),
+                                    (follows, ticket, "The customer wrote again; continued in ticket")):
+                ctx.outbox.enqueue(Effect(f"follows:{email.key}:{on}", "odoo_note", {
+                    "ticket": on, "marker": f"{email.key} {on}", "email_key": email.key,
+                    "body": f"<p><b>{text} {other}</b> ({escape(email.key)} {on})</p>"}))
+            return {"follows": follows}
+        stage = ctx.cfg.conversation.reopen_stage
+        if job.result("ticket").get("new") or not stage:
+            return {}
+        if job.result("guard").get("action") != GuardAction.PROCESS.value:
+            return {"skipped": "not reopened by mail the guard only records"}
+        closure = await ctx.odoo(ctx.desk.closure, ticket)
+        if not closure or not closure["closed"]:
+            return {}
+        await bridge_set_stage(ctx, ticket, stage)
+        ctx.tickets.update_odoo(ticket, closed=False, by_bridge=True)
+        ctx.notify("reopened", ticket, job.key, by=email.from_name or email.from_addr)
+        log.info("%s: ticket %s reopened into %r by the customer's reply", job.key, ticket, stage)
+        return {"reopened": stage}
 
 
 class AcknowledgeStage:
@@ -284,8 +345,8 @@ class NotifyStage:
 
 
 STAGES: tuple[Stage, ...] = (
-    GuardStage(), RouteStage(), TicketStage(), PostStage(), RecordStage(), LoginStage(), AcknowledgeStage(),
-    NotifyStage(),
+    GuardStage(), RouteStage(), TicketStage(), PostStage(), RecordStage(), ReopenStage(), LoginStage(),
+    AcknowledgeStage(), NotifyStage(),
 )
 
 # A ticket created directly in Odoo is already a ticket with its text on it: only these run.

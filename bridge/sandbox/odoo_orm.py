@@ -19,8 +19,15 @@ _DT_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 def now_utc() -> str:
-    """The current UTC time the way Odoo stores and returns datetimes."""
+    """The current UTC time the way Odoo's ``fields.Datetime.now()`` gives it: whole seconds."""
     return datetime.now(timezone.utc).strftime(_DT_FORMAT)
+
+
+def now_precise() -> str:
+    """The stamp PostgreSQL puts in ``create_date``/``write_date``: microseconds. Odoo returns
+    them cut to whole seconds, so a client's ``write_date = <what it read>`` matches nothing and
+    ``write_date > <what it read>`` matches the same records again, as on a real server."""
+    return datetime.now(timezone.utc).strftime(_DT_FORMAT + ".%f")
 
 
 def _normalized_email(value: Any) -> str:
@@ -71,7 +78,7 @@ class Database(RecordStore):
         self._before_create(model, vals)
         rid = self._next_id[model]
         self._next_id[model] += 1
-        stamp = now_utc()
+        stamp = now_precise()
         rec: dict[str, Any] = {"id": rid}
         for name, fld in spec.fields.items():
             if name in MAGIC or not fld.stored:
@@ -99,7 +106,7 @@ class Database(RecordStore):
         fields = {name: self.field(model, name) for name in vals}
         scalars = {n: self._convert(model, n, f, vals[n]) for n, f in fields.items()
                    if f.stored and f.type not in X2MANY and n not in MAGIC}
-        stamp = now_utc()
+        stamp = now_precise()
         for rec in recs:
             old = dict(rec)
             self._touch(model, rec["id"])

@@ -414,6 +414,8 @@ class RecordStore:
             return float(v or 0.0)
         if fld.type == "boolean":
             return bool(v)
+        if fld.type == "datetime" and isinstance(v, str):
+            return v[:19]  # stored with microseconds (create_date, write_date), read in whole seconds
         return False if v is None or v is False else v
 
     def fields_get(self, model: str, allfields: list[str] | None = None,

@@ -27,6 +27,7 @@ from bridge.errors import BridgeError, RejectedByService, TransientError
 from bridge.mail.compose import MessageKind
 from bridge.mail.htmltext import text_to_html
 from bridge.pipeline.context import Context
+from bridge.pipeline.conversation import bridge_set_stage
 from bridge.pipeline.effects import mail_effect
 from bridge.pipeline.outbox import Effect
 from bridge.slack.client import SlackClient
@@ -174,13 +175,17 @@ class SlackActions:
                         "ask an Odoo administrator to add it, then try again.")
         if action_id == "ticket.take":
             await self.ctx.odoo(self.ctx.desk.assign, ticket_id, odoo_user["id"])
+            self.ctx.tickets.update_odoo(ticket_id, assignee_id=odoo_user["id"], by_bridge=True)
             log.info("ticket %s: taken from Slack by %s (Odoo user %s)", ticket_id, user, odoo_user["id"])
             return self.notifier.ticket_event("assigned", ticket_id, key, assignee=odoo_user["name"], by_user_id=user)
-        await self.ctx.odoo(self.ctx.desk.set_stage, ticket_id, self.cfg.resolved_stage)
+        closed = await bridge_set_stage(self.ctx, ticket_id, self.cfg.resolved_stage, by=odoo_user["name"],
+                                        by_user_id=user)
         self.ctx.outbox.enqueue(Effect(f"{key}:note", "odoo_note", {
             "ticket": ticket_id, "marker": key, "email_key": key,
             "body": f"<p><b>Resolved from Slack</b> by {escape(odoo_user['name'])}<br/>{escape(key)}</p>"}))
         log.info("ticket %s: resolved from Slack by %s", ticket_id, user)
+        if closed:  # closing_effects told the thread (once, however often this is retried)
+            return []
         return self.notifier.ticket_event("resolved", ticket_id, key, by=odoo_user["name"], by_user_id=user)
 
     async def _decide(self, record: TicketRecord, key: str, user: str, *, approve: bool,
@@ -224,7 +229,7 @@ class SlackActions:
                 mailed = f"no reply sent: {exc}"
         auto = self.ctx.automation
         if auto is not None and approve and auto.cfg.resolved_stage:
-            await self.ctx.odoo(self.ctx.desk.set_stage, ticket_id, auto.cfg.resolved_stage)
+            await bridge_set_stage(self.ctx, ticket_id, auto.cfg.resolved_stage, automatic=True)
         self.ctx.outbox.enqueue(Effect(f"{key}:note", "odoo_note", {
             "ticket": ticket_id, "marker": key, "email_key": key,
             "body": (f"<p><b>Login request {verdict} in Slack</b> by {escape(name)} (Slack {escape(user)}): "

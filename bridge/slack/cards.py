@@ -195,6 +195,17 @@ def reopened(by: str = "") -> Message:
     return _event("Reopened", by, "")
 
 
+def agent_replied(name: str, excerpt_text: str, *, mailed: bool) -> Message:
+    """An agent answered in Odoo's chatter (``mailed``: the bridge emails it to the customer)."""
+    who = one_line(name) or "An agent"
+    what = "replied to the customer" if mailed else "replied in Odoo"
+    text = f"*{escaped(who, NAME_LIMIT)}* {what}"
+    lines = first_lines(excerpt_text)
+    if lines:
+        text += "\n" + "\n".join(f">{line}" for line in lines.split("\n"))
+    return escaped(f"{who} {what}", FALLBACK_LIMIT), [_section(text)]
+
+
 def reply_failed(recipient: str, error: str) -> Message:
     """A reply to the customer could not be sent and went to the dead letters."""
     recipient, error = one_line(recipient) or "the customer", one_line(error) or "unknown error"

@@ -78,6 +78,8 @@ class SlackNotifier:
             "customer_replied": self._customer_replied,
             "assigned": self._assigned,
             "resolved": self._resolved,
+            "reopened": self._reopened,
+            "agent_replied": self._agent_replied,
             "decided": self._decided,
             "agent_reply": self._agent_reply,
             "reply_failed": self._reply_failed,
@@ -108,6 +110,14 @@ class SlackNotifier:
         return [self._thread(f"slack:resolved:{key}", ticket_id, "resolved", cards.resolved(by, by_user_id),
                              create=False),
                 self.card_refresh(f"slack:card:resolved:{key}", ticket_id, create=False)]
+
+    def _reopened(self, ticket_id: int, key: str, *, by: str = "") -> list[Effect]:
+        return [self._thread(f"slack:reopened:{key}", ticket_id, "reopened", cards.reopened(by), create=False),
+                self.card_refresh(f"slack:card:reopened:{key}", ticket_id, create=False)]
+
+    def _agent_replied(self, ticket_id: int, key: str, *, name: str, text: str, mailed: bool) -> list[Effect]:
+        return [self._thread(f"slack:agent-replied:{key}", ticket_id, "agent_replied",
+                             cards.agent_replied(name, text, mailed=mailed), create=False)]
 
     def _decided(self, ticket_id: int, key: str, *, verdict: str, by_user_id: str, detail: str) -> list[Effect]:
         """Replace the escalation's buttons with who decided what, and refresh the card."""

@@ -34,9 +34,9 @@ def _composer(templates_dir: str | Path | None) -> Composer:
                     domain="example.com", secret=b"k" * 32, tag_prefix="HD-")
 
 
-# Rendered by the ticket side (an agent's answer; a person declining a login request), not by
-# the login playbook's OUTCOME table.
-TICKET_SIDE = {"agent_reply", "login_denied"}
+# Rendered by the ticket side (an agent's answer; a person declining a login request; the closing
+# email), not by the login playbook's OUTCOME table.
+TICKET_SIDE = {"agent_reply", "login_denied", "closed"}
 # What agent_reply needs beyond the standard values; the other templates ignore it.
 AGENT_VALUES = {"reply_text": "Hello Alice,\n\nIt works again.", "agent_name": "Agent Smith"}
 
