@@ -228,6 +228,20 @@ class ConversationConfig(_Section):
     reopen_within_days: float = Field(default=0.0, ge=0)  # 0: always reopen; later replies open a new ticket
 
 
+class AssignmentConfig(_Section):
+    """Who gets a new ticket: nobody (Odoo's own rules), the operator with the fewest open
+    tickets, or the next one in turn. A ticket someone already assigned is never reassigned."""
+
+    mode: Literal["off", "least_loaded", "round_robin"] = "off"
+    operators: tuple[str, ...] = ()  # Odoo users by login or email, in turn order
+
+    @model_validator(mode="after")
+    def _operators_when_on(self) -> AssignmentConfig:
+        if self.mode != "off" and not self.operators:
+            raise ValueError(f"assignment.operators must list Odoo users for mode {self.mode}")
+        return self
+
+
 class SlackRoute(_Section):
     """Tickets matching every given criterion go to ``channel``; the first matching route wins."""
 
@@ -316,6 +330,7 @@ class Config(_Section):
     http: HttpConfig = HttpConfig()
     slack: SlackConfig = SlackConfig()
     conversation: ConversationConfig = ConversationConfig()
+    assignment: AssignmentConfig = AssignmentConfig()
 
     @property
     def own_domain(self) -> str:

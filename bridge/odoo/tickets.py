@@ -457,7 +457,38 @@ class TicketDesk:
                         "partner_id": self._many2one_id(user.get("partner_id"))}
         return None
 
+    def operator(self, login: str) -> dict[str, Any]:
+        """A configured operator as an internal user (find_user_by_email), memoised; a
+        ConfigurationError (not memoised) when no active internal user has that login or email."""
+
+        def lookup() -> dict[str, Any]:
+            user = self.find_user_by_email(login)
+            if user is None:
+                raise ConfigurationError(f"assignment.operators: no active internal Odoo user {login!r}",
+                                         service=SERVICE)
+            return user
+
+        return self._names.get(("res.users", login.strip().lower()), lookup)
+
     # ----------------------------------------------------------------------- writes
+
+    def assignee_id(self, ticket_id: int) -> int | None:
+        """The ticket's (first) assignee now, None when unassigned or when there is no such ticket."""
+        field = self.profile.assignee_field
+        found = self._read_by_id(self.profile.model, ticket_id, [field])
+        if not found:
+            return None
+        value = found[0].get(field)
+        return (as_id(value[0]) if value else None) if field == "user_ids" else self._many2one_id(value)
+
+    def open_ticket_count(self, user_id: int) -> int:
+        """How many open tickets (not in a closed stage) this user is assigned to: their load."""
+        profile = self.profile
+        flag = profile.closed_field.removeprefix("stage_id.")
+        flag = "closed" if flag == profile.closed_field else flag
+        mine = (profile.assignee_field, "in", [user_id]) if profile.assignee_field == "user_ids" else (
+            profile.assignee_field, "=", user_id)
+        return int(self._rpc.execute_kw(profile.model, "search_count", [[mine, (f"stage_id.{flag}", "=", False)]]))
 
     def assign(self, ticket_id: int, user_id: int) -> None:
         """Make the user an assignee: helpdesk ``user_id`` is replaced; a task's ``user_ids`` gets

@@ -48,6 +48,7 @@ class Context:
     observers: list[Observer] = field(default_factory=list)
     automation: Automation | None = None
     notifier: Notifier = field(default_factory=LogNotifier)
+    assign_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one auto-assignment at a time
 
     async def blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking adapter call (HR, LMS) in the worker pool."""

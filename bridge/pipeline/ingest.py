@@ -1,6 +1,6 @@
 """The ordered stages that turn one inbound email into a ticket or a follow-up, and an answer.
 
-    guard → route → ticket → post → record → reopen → login → acknowledge → notify
+    guard → route → ticket → post → record → reopen → login → assign → acknowledge → notify
 
 Each stage returns a small result that the runner journals before the next one starts; a stage
 that already has a result is never run again, so a restarted bridge resumes mid-way.
@@ -23,6 +23,7 @@ from bridge.mail.htmltext import text_to_html
 from bridge.mail.thread_ids import ticket_from_message_id, ticket_from_subject
 from bridge.models import GuardAction, InboundEmail
 from bridge.odoo.tickets import ticket_name
+from bridge.pipeline.assign import AssignStage
 from bridge.pipeline.context import Context
 from bridge.pipeline.conversation import bridge_set_stage
 from bridge.pipeline.effects import mail_effect
@@ -346,8 +347,8 @@ class NotifyStage:
 
 STAGES: tuple[Stage, ...] = (
     GuardStage(), RouteStage(), TicketStage(), PostStage(), RecordStage(), ReopenStage(), LoginStage(),
-    AcknowledgeStage(), NotifyStage(),
+    AssignStage(), AcknowledgeStage(), NotifyStage(),
 )
 
 # A ticket created directly in Odoo is already a ticket with its text on it: only these run.
-ODOO_TICKET_STAGES: tuple[Stage, ...] = (RecordStage(), LoginStage(), AcknowledgeStage(), NotifyStage())
+ODOO_TICKET_STAGES: tuple[Stage, ...] = (RecordStage(), LoginStage(), AssignStage(), AcknowledgeStage(), NotifyStage())

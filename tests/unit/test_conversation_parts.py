@@ -8,6 +8,7 @@ from email import message_from_string, policy
 from bridge.mail.compose import Composer, MessageKind
 from bridge.mail.parse import parse_email
 from bridge.models import Attachment
+from bridge.pipeline.assign import pick
 from bridge.pipeline.conversation import within_budget
 from bridge.pipeline.odoo_watch import earlier
 
@@ -56,3 +57,9 @@ def test_the_closing_notice_is_automatic_and_says_how_to_reopen() -> None:
     parsed = message_from_string(mail.raw, policy=policy.default)
     assert parsed["Auto-Submitted"] == "auto-replied" and parsed["X-Bridge-Kind"] == "closing_notice"
     assert "within 14 days" in mail.text and "How did we do" not in mail.text
+
+
+def test_pick_spreads_ties_from_the_turn_and_round_robin_ignores_loads() -> None:
+    assert pick([(1, 3), (2, 1), (3, 1)], 0, "least_loaded") == 1
+    assert pick([(1, 3), (2, 1), (3, 1)], 2, "least_loaded") == 2
+    assert pick([(1, 0), (2, 0)], 5, "round_robin") == 1
