@@ -28,6 +28,7 @@ bench: test-deps
 	$(PY) bench/loop_stall
 	$(PY) bench/slack
 	$(PY) bench/classify
+	$(PY) bench/odoo-watch
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -7,6 +7,8 @@ import logging
 import secrets
 import signal
 import sys
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,12 +29,14 @@ from bridge.odoo.rpc import OdooRPC
 from bridge.odoo.tickets import TicketDesk
 from bridge.pipeline.context import Context, Observer
 from bridge.pipeline.effects import Effects
+from bridge.pipeline.follow_ups import FollowUps
 from bridge.pipeline.health import ServiceHealth
 from bridge.pipeline.ingest import ODOO_TICKET_STAGES
 from bridge.pipeline.intake import Intake
 from bridge.pipeline.odoo_watch import OdooWatcher
 from bridge.pipeline.outbox import Handler, Outbox
 from bridge.pipeline.runner import Runner
+from bridge.ratings import Ratings
 from bridge.slack.service import MAX_ATTEMPTS as SLACK_ATTEMPTS
 from bridge.slack.service import SlackSide
 from bridge.statelock import lock_state
@@ -63,8 +67,10 @@ class App:
     housekeeping, each a task kept alive by the supervisor."""
 
     def __init__(
-        self, cfg: Config, *, observers: list[Observer] | None = None, notifier: Notifier | None = None
+        self, cfg: Config, *, observers: list[Observer] | None = None, notifier: Notifier | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``clock``: the time the follow-ups go by (tests move it)."""
         self.cfg = cfg
         self._lock = lock_state(cfg.state.dir)
         self.store = Store(cfg.state.dir)
@@ -130,11 +136,15 @@ class App:
         self.ctx.observers.append(self.metrics.observe)
         self.outbox.observers.append(self.metrics.observe_outbox)
         self.tickets = OdooTicketFeed(self.ctx, Runner(self.ctx, ODOO_TICKET_STAGES))
-        self.odoo_watch = OdooWatcher(self.ctx, OdooChanges(self.rpc, self.desk)) if cfg.conversation.enabled else None
+        changes = OdooChanges(self.rpc, self.desk)
+        self.odoo_watch = OdooWatcher(self.ctx, changes) if cfg.conversation.enabled else None
+        self.follow_ups = FollowUps(self.ctx, changes, clock) if cfg.follow_ups.enabled else None
+        self.ratings = Ratings(self.ctx) if cfg.satisfaction.enabled else None
         self.web = WebServer(
             cfg.http, self.tickets.submit_threadsafe, readiness=self.readiness, metrics=self.metrics.render,
             on_slack=self.slack.endpoint if self.slack else None,
             on_odoo_change=self.odoo_watch.poke_threadsafe if self.odoo_watch else None,
+            on_rating=self.ratings.submit_threadsafe if self.ratings else None,
         ) if cfg.http.port else None
         self.watcher = IdleWatcher(cfg.imap, self.intake.notify_threadsafe)
         pipeline = cfg.pipeline  # a crashed task is restarted with the pipeline's backoff
@@ -170,6 +180,8 @@ class App:
     async def start(self) -> None:
         self.intake.bind(asyncio.get_running_loop())
         self.tickets.bind(asyncio.get_running_loop())
+        if self.ratings is not None:
+            self.ratings.bind(asyncio.get_running_loop())
         self.supervisor.spawn("intake", self.intake.run)
         self.supervisor.spawn("outbox", self.outbox.run)
         self.supervisor.spawn("housekeeping", self._housekeeping)
@@ -178,6 +190,8 @@ class App:
         if self.odoo_watch is not None:
             self.odoo_watch.bind(asyncio.get_running_loop())
             self.supervisor.spawn("odoo-watch", self.odoo_watch.run)
+        if self.follow_ups is not None:
+            self.supervisor.spawn("follow-ups", self.follow_ups.run)
         if self.slack is not None:
             await self.slack.start()
             if self.slack.socket is not None:

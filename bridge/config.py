@@ -5,9 +5,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -116,6 +118,7 @@ class GuardConfig(_Section):
         "bounce*@*",
     )
     reply_cap: ReplyCap = ReplyCap()
+    bounce_suppress_days: float = Field(default=7.0, ge=0)  # after a hard bounce, the address is not mailed (0: off)
 
 
 class TicketsConfig(_Section):
@@ -204,7 +207,7 @@ class HttpConfig(_Section):
 
 SlackEvent = Literal[
     "new_ticket", "customer_replied", "automation", "escalation", "assigned", "resolved", "reopened",
-    "reply_failed", "agent_reply", "agent_replied",
+    "reply_failed", "agent_reply", "agent_replied", "rated",
 ]
 # Why a human is asked: each may have its own mention target (``slack.mentions``).
 ESCALATION_KINDS = ("login_escalated", "login_unsure", "other_access", "automation_failed", "reply_failed")
@@ -239,6 +242,62 @@ class AssignmentConfig(_Section):
     def _operators_when_on(self) -> AssignmentConfig:
         if self.mode != "off" and not self.operators:
             raise ValueError(f"assignment.operators must list Odoo users for mode {self.mode}")
+        return self
+
+
+class CalendarConfig(_Section):
+    """The support team's working days (bridge/sla/calendar.py)."""
+
+    timezone: str = "UTC"  # IANA name, e.g. Asia/Ho_Chi_Minh
+    workdays: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = ("mon", "tue", "wed", "thu", "fri")
+    holidays: tuple[date, ...] = ()
+
+    @model_validator(mode="after")
+    def _known_zone(self) -> CalendarConfig:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"calendar.timezone: unknown time zone {self.timezone!r}") from exc
+        if not self.workdays:
+            raise ValueError("calendar.workdays must name at least one day")
+        return self
+
+
+class FollowUpConfig(_Section):
+    """Chasing tickets that wait on the customer: a reminder after ``remind_after_days`` working
+    days in a waiting stage, then closed after ``close_after_days`` more (0: off)."""
+
+    waiting_stages: tuple[str, ...] = ()  # stages by name meaning "waiting on the customer"
+    remind_after_days: int = Field(default=0, ge=0)
+    close_after_days: int = Field(default=0, ge=0)
+    close_stage: str = ""  # a closed stage by name, for "closed for no response"
+    check_seconds: float = Field(default=900.0, gt=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> FollowUpConfig:
+        if (self.remind_after_days or self.close_after_days) and not self.waiting_stages:
+            raise ValueError("follow_ups.waiting_stages must name the stages that wait on the customer")
+        if self.close_after_days and not self.close_stage:
+            raise ValueError("follow_ups.close_stage must name the stage for closed tickets")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.remind_after_days or self.close_after_days)
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+class SatisfactionConfig(_Section):
+    """One-click ratings in the closing email (bridge/ratings.py), answered by the HTTP server."""
+
+    enabled: bool = False
+    base_url: str = ""  # the bridge's public URL as customers reach it, e.g. https://support.example.com
+
+    @model_validator(mode="after")
+    def _url_when_on(self) -> SatisfactionConfig:
+        if self.enabled and urlsplit(self.base_url).scheme not in ("http", "https"):
+            raise ValueError("satisfaction.base_url must be the bridge's public http(s) URL")
         return self
 
 
@@ -331,6 +390,9 @@ class Config(_Section):
     slack: SlackConfig = SlackConfig()
     conversation: ConversationConfig = ConversationConfig()
     assignment: AssignmentConfig = AssignmentConfig()
+    calendar: CalendarConfig = CalendarConfig()
+    follow_ups: FollowUpConfig = FollowUpConfig()
+    satisfaction: SatisfactionConfig = SatisfactionConfig()
 
     @property
     def own_domain(self) -> str:
@@ -340,6 +402,8 @@ class Config(_Section):
     def _slack_actions_reachable(self) -> Config:
         if self.slack.enabled and self.slack.actions == "http" and not self.http.port:
             raise ValueError("slack.actions: http needs http.port (the endpoint Slack posts to)")
+        if self.satisfaction.enabled and not self.http.port:
+            raise ValueError("satisfaction.enabled needs http.port (the rating links are answered there)")
         return self
 
     @model_validator(mode="after")

@@ -72,7 +72,8 @@ class GuardAction(str, enum.Enum):
 
     PROCESS = "process"  # record on a ticket and answer
     RECORD_ONLY = "record_only"  # record on a ticket, never answer
-    DROP = "drop"  # do not record: quarantine with the reason (bounce of our reply, exact loop)
+    BOUNCE = "bounce"  # a bounce of our own mail: an internal note on its ticket, never answered
+    DROP = "drop"  # do not record: quarantine with the reason (exact loop, excluded sender)
 
 
 @dataclass(frozen=True)
@@ -81,3 +82,4 @@ class GuardVerdict:
 
     action: GuardAction
     reason: str = ""
+    about: str = ""  # BOUNCE: the Message-ID of our mail that bounced

@@ -38,7 +38,8 @@ class TicketRecord:
     sla: dict[str, Any] = field(default_factory=dict)  # clocks and events already posted (the SLA issue)
     # Odoo's side as the bridge last knew it (bridge/pipeline/conversation.py): stage_id, closed,
     # assignee_id, closures (how often it was closed), closed_at, and changed_at, when the bridge
-    # itself last changed the ticket (a watcher's read older than that is stale).
+    # itself last changed the ticket (a watcher's read older than that is stale); for follow-ups
+    # customer_wrote_at and the wait last reminded (reminded, reminded_at).
     odoo: dict[str, Any] = field(default_factory=dict)
     cc: list[str] = field(default_factory=list)  # the Cc's of the customer's first email
     created_at: float = field(default_factory=time.time)
@@ -121,6 +122,7 @@ class TicketBook:
             record.first_message_id = record.first_message_id or inbound_message_id
             record.last_inbound_message_id = inbound_message_id
             record.inbound_count += 1
+            record.odoo = {**record.odoo, "customer_wrote_at": time.time()}  # a new wait for follow-ups
         return self._save(record)
 
     def outbound(self, ticket_id: int, message_id: str, *, kind: str, template: str) -> None:

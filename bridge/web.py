@@ -139,6 +139,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200 if report["status"] == "ready" else 503, report)
         elif path == "/metrics":
             self._send(200, *web.metrics())
+        elif path.startswith("/rate/") and web.on_rating is not None:
+            status, body = web.on_rating(path.removeprefix("/rate/"))
+            self._send(status, body, "text/html; charset=utf-8")
         else:
             self._reply(404, {"error": "not found"})
 
@@ -244,10 +247,12 @@ class WebServer:
         metrics: Callable[[], tuple[bytes, str]],
         on_slack: Callable[[str, bytes, dict[str, str]], tuple[int, dict[str, Any]]] | None = None,
         on_odoo_change: Callable[[], None] | None = None,
+        on_rating: Callable[[str], tuple[int, bytes]] | None = None,
     ) -> None:
         self.token = cfg.webhook_token.get_secret_value()
         self.on_slack = on_slack
         self.on_odoo_change = on_odoo_change
+        self.on_rating = on_rating
         self.on_ticket = on_ticket
         self.readiness = readiness
         self.metrics = metrics

@@ -27,7 +27,7 @@ from bridge.models import Attachment, InboundEmail
 PACKAGED_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 # Every template the code renders: <name>.subject.j2, .txt.j2 and .html.j2 must exist for each.
 TEMPLATE_NAMES = ("ack", "login_reactivated", "login_reset", "login_escalated", "login_denied", "agent_reply",
-                  "closed")
+                  "closed", "reminder", "closed_no_response")
 TEMPLATE_PARTS = ("subject", "txt", "html")
 
 

@@ -196,7 +196,8 @@ def classify(email: InboundEmail, cfg: GuardConfig, ctx: GuardContext) -> GuardV
     if bounce:
         for message_id in _referenced_ids(email):
             if _is_ours(message_id, ctx):
-                return GuardVerdict(GuardAction.DROP, f"bounce of our reply {_short(message_id, 200)}")
+                return GuardVerdict(GuardAction.BOUNCE, f"bounce of our reply {_short(message_id, 200)}",
+                                    about=message_id)
     for pattern in cfg.exclude_senders:
         if address_matches(pattern, email.from_addr):
             return GuardVerdict(GuardAction.DROP, f"sender excluded by guard.exclude_senders ({pattern})")

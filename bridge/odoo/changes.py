@@ -166,3 +166,13 @@ class OdooChanges:
             files.append(Attachment(str(row.get("name") or "attachment"),
                                     str(row.get("mimetype") or "application/octet-stream"), payload))
         return files
+
+    def tickets_in_stages(self, stage_ids: list[int], after_id: int, limit: int) -> list[tuple[int, int, str]]:
+        """Tickets in these stages with an id above ``after_id``, by id: (id, stage id, the UTC
+        stamp they entered it, "" when Odoo has none)."""
+        profile = self._desk.profile
+        rows = self._rpc.execute_kw(profile.model, "search_read", [[
+            ("stage_id", "in", stage_ids), ("id", ">", after_id)]],
+            {"fields": ["stage_id", profile.stage_date_field, "write_date"], "order": "id asc", "limit": limit})
+        return [(as_id(row["id"]), _many2one(row.get("stage_id"))[0] or 0,
+                 str(row.get(profile.stage_date_field) or row.get("write_date") or "")) for row in rows]

@@ -38,6 +38,7 @@ class TicketProfile:
     description_required: bool
     closed_field: str  # domain path that is true on closed tickets
     closed_date_field: str = "close_date"  # when the ticket was closed (project.task: its last stage change)
+    stage_date_field: str = "date_last_stage_update"  # when the ticket entered its stage
     team_setting: Literal["team", "project"] = "team"  # the OdooConfig key naming the team record
     assignee_field: Literal["user_id", "user_ids"] = "user_id"  # project.task has several assignees
 
@@ -70,6 +71,7 @@ PROFILES: dict[str, TicketProfile] = {
         description_required=True,
         closed_field="closed",
         closed_date_field="closed_date",
+        stage_date_field="last_stage_update",
     ),
     "project_task": TicketProfile(
         key="project_task",
@@ -608,13 +610,9 @@ class TicketDesk:
         needle = html.escape(marker, quote=True)
         return any(needle in str(note.get("body") or "") for note in notes)
 
-    def set_stage(self, ticket_id: int, stage_name: str) -> int:
-        """Move the ticket to the stage of this name (profile's stage model, id cached); returns the stage id.
-
-        Idempotent: a ticket already in that stage is not written again, so a retry does not
-        restamp the stage date (or re-run stage-change automations) in a real Odoo. An unknown
-        stage name is a ConfigurationError naming it; a missing ticket fails on the write.
-        """
+    def stage_id(self, stage_name: str) -> int:
+        """The id of the stage of this name (profile's stage model), cached; an unknown name is
+        a ConfigurationError naming it."""
         model = self.profile.stage_model
 
         def lookup() -> int:
@@ -623,7 +621,16 @@ class TicketDesk:
                 raise ConfigurationError(f"unknown stage {stage_name!r}: no {model} of that name", service=SERVICE)
             return found
 
-        stage_id = self._names.get((model, stage_name), lookup)
+        return self._names.get((model, stage_name), lookup)
+
+    def set_stage(self, ticket_id: int, stage_name: str) -> int:
+        """Move the ticket to the stage of this name; returns the stage id.
+
+        Idempotent: a ticket already in that stage is not written again, so a retry does not
+        restamp the stage date (or re-run stage-change automations) in a real Odoo. An unknown
+        stage name is a ConfigurationError naming it; a missing ticket fails on the write.
+        """
+        stage_id = self.stage_id(stage_name)
         current = self._read_by_id(self.profile.model, ticket_id, ["stage_id"])
         if current and self._many2one_id(current[0].get("stage_id")) == stage_id:
             return stage_id

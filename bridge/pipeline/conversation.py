@@ -21,6 +21,7 @@ from bridge.models import Attachment
 from bridge.odoo.changes import ChatterMessage, OdooChanges, TicketState
 from bridge.pipeline.context import Context
 from bridge.pipeline.effects import mail_effect
+from bridge.ratings import links as rating_links
 from bridge.ticket_record import TicketRecord, reply_target
 
 log = logging.getLogger("bridge.conversation")
@@ -45,27 +46,33 @@ def within_budget(files: list[Attachment], budget: int) -> tuple[list[Attachment
 
 
 def closing_effects(ctx: Context, ticket_id: int, *, by: str = "", by_user_id: str = "",
-                    automatic: bool = False) -> bool:
+                    automatic: bool = False, template: str = "closed", by_bridge: bool = False) -> bool:
     """The ticket reached a closed stage: record it, tell its Slack thread, and queue the closing
     email once for this closure (none when the bridge's automation closed it: its answer was the
     outcome mail). Called by the watcher and by whoever in the bridge closes a ticket; nothing
-    happens when the record already says closed. ``by_user_id``/``automatic``: the bridge closed it."""
+    happens when the record already says closed. ``by_user_id``/``automatic``: the bridge closed
+    it (``by_bridge``: some other part of the bridge did); ``template``: the follow-ups close with
+    ``closed_no_response``, sent whatever ``closing_email`` says."""
     record = ctx.tickets.get(ticket_id)
     if record is None or record.odoo.get("closed"):
         return False
     closures = int(record.odoo.get("closures", 0)) + 1
     ctx.tickets.update_odoo(ticket_id, closed=True, closures=closures, closed_at=time.time(),
-                            by_bridge=bool(by_user_id) or automatic)
+                            by_bridge=by_bridge or bool(by_user_id) or automatic)
     key = f"closed:{ticket_id}:{closures}"
     if not automatic:  # the automation's own result is already in the thread
         ctx.notify("resolved", ticket_id, key, by=by, by_user_id=by_user_id)
     cfg = ctx.cfg.conversation
-    if automatic or not cfg.closing_email or cfg.send != "bridge" or not record.customer_email:
+    if automatic or not record.customer_email or template == "closed" and (
+            not cfg.enabled or not cfg.closing_email or cfg.send != "bridge"):
         return True
+    values: dict[str, Any] = {"reopen_days": _days(cfg.reopen_within_days) if cfg.reopen_stage else 0,
+                              "rating_good_url": "", "rating_bad_url": ""}
+    if template == "closed" and ctx.cfg.satisfaction.enabled:
+        values.update(rating_links(ctx.cfg.satisfaction.base_url, ctx.composer.secret, ticket_id, closures))
     try:
-        mail = ctx.composer.reply(reply_target(record), ticket_id, template="closed", kind=MessageKind.CLOSING_NOTICE,
-                                  values={"reopen_days": _days(cfg.reopen_within_days) if cfg.reopen_stage else 0,
-                                          "rating_good_url": "", "rating_bad_url": ""})
+        mail = ctx.composer.reply(reply_target(record), ticket_id, template=template, kind=MessageKind.CLOSING_NOTICE,
+                                  values=values)
     except RejectedByService as exc:
         log.warning("ticket %s: closing email not sent: %s", ticket_id, exc)
         return True
@@ -76,7 +83,7 @@ def closing_effects(ctx: Context, ticket_id: int, *, by: str = "", by_user_id: s
 
 
 async def bridge_set_stage(ctx: Context, ticket_id: int, stage: str, *, by: str = "", by_user_id: str = "",
-                           automatic: bool = False) -> bool:
+                           automatic: bool = False, template: str = "closed", by_bridge: bool = False) -> bool:
     """Move a ticket to a stage for the bridge (automation, a Slack button) and keep the record
     in step, so the watcher does not report the bridge's own change; a closed stage counts as a
     closure (closing_effects). Whether the stage is a closed one."""
@@ -84,7 +91,8 @@ async def bridge_set_stage(ctx: Context, ticket_id: int, stage: str, *, by: str 
     closed = await ctx.odoo(ctx.desk.stage_closed, stage_id)
     ctx.tickets.update_odoo(ticket_id, stage_id=stage_id, by_bridge=True)
     if closed:
-        closing_effects(ctx, ticket_id, by=by, by_user_id=by_user_id, automatic=automatic)
+        closing_effects(ctx, ticket_id, by=by, by_user_id=by_user_id, automatic=automatic, template=template,
+                        by_bridge=True)
     return closed
 
 

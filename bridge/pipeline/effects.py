@@ -11,7 +11,10 @@ import logging
 from html import escape
 from typing import Any
 
+from datetime import UTC, datetime
+
 from bridge.errors import Undeliverable
+from bridge.mail.bounces import Suppressions
 from bridge.mail.compose import OutgoingMail
 from bridge.mail.htmltext import text_to_html
 from bridge.mail.smtp import SmtpSender
@@ -67,7 +70,23 @@ class Effects:
 
     async def send_mail(self, payload: dict[str, Any], attempt: int) -> list[Effect]:
         """Send one composed mail; a mail that can never reach this address is skipped and the
-        reason noted on the ticket (the ticket exists: a reply problem never undoes it)."""
+        reason noted on the ticket (the ticket exists: a reply problem never undoes it). An address
+        that bounced hard lately (bridge/mail/bounces.py) is not mailed: the mail is skipped when it
+        is the customer's, a Cc is left off the envelope."""
+        suppressions = Suppressions(self.ctx.store.meta)
+        blocked = {address: entry for address in payload["recipients"] if (entry := suppressions.active(address))}
+        if payload["recipients"][0] in blocked:
+            entry = blocked[payload["recipients"][0]]
+            until = datetime.fromtimestamp(entry["until"], UTC).strftime("%Y-%m-%d %H:%M")
+            reason = f"the address bounced ({entry['reason'].strip() or 'hard bounce'}); not mailed until {until} UTC"
+            log.warning("ticket %s: %s %s not sent: %s", payload["ticket"], payload.get("kind", "mail"),
+                        payload["message_id"], reason)
+            payload["not_sent"] = reason
+            return [mail_note(payload, not_sent=reason)]
+        if blocked:
+            log.warning("ticket %s: %s %s: %d Cc address(es) left out after a hard bounce", payload["ticket"],
+                        payload.get("kind", "mail"), payload["message_id"], len(blocked))
+            payload["recipients"] = [a for a in payload["recipients"] if a not in blocked]
         try:
             await self.smtp.send(payload["raw"], payload["sender"], payload["recipients"])
         except Undeliverable as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from bridge.ascii import ascii_lower
 from bridge.automation.playbook import LoginStage
 from bridge.errors import RejectedByService
+from bridge.mail.bounces import Suppressions, read_bounce
 from bridge.mail.compose import MessageKind
 from bridge.mail.guard import classify
 from bridge.mail.htmltext import text_to_html
@@ -63,6 +65,8 @@ class GuardStage:
             raise Quarantine(verdict.reason)
         if verdict.action is GuardAction.RECORD_ONLY:
             log.info("%s: recorded without reply: %s", job.key, verdict.reason)
+        if verdict.action is GuardAction.BOUNCE:
+            return {"action": verdict.action.value, "reason": verdict.reason, "about": verdict.about}
         return {"action": verdict.action.value, "reason": verdict.reason}
 
 
@@ -81,6 +85,14 @@ class RouteStage:
         for message in known:
             if message.get("message_id") == email.key and message.get("model") == model:
                 return {"ticket": message["res_id"], "via": "already in Odoo", "posted": True}
+        about = job.result("guard").get("about")
+        if about:  # a bounce of our own mail belongs to the ticket that mail was sent on
+            local = ctx.store.messages.get(about)
+            ticket = local["ticket"] if local else ticket_from_message_id(about, ctx.composer.domain,
+                                                                          ctx.composer.secret)
+            if ticket and await self._exists(ctx, ticket):
+                return {"ticket": ticket, "via": "bounce"}
+            raise Quarantine(f"{job.result('guard').get('reason')}: its ticket is not known")
 
         found, via = await self._continued(ctx, email, refs, known, job.key)
         if found and await self._closed_too_long(ctx, found):
@@ -190,6 +202,8 @@ class PostStage:
             if any(m.get("res_id") == ticket for m in await ctx.odoo(ctx.desk.find_messages, [email.key])):
                 ctx.store.remember_message(email.key, ticket, "in")
                 return {"skipped": "posted before a restart"}
+        if job.result("guard").get("action") == GuardAction.BOUNCE.value:
+            return await record_bounce(ctx, job, email, ticket)
         partner = job.result("ticket").get("partner") or await customer_partner(ctx, email)
         message = await ctx.odoo(
             ctx.desk.post_customer_message,
@@ -205,6 +219,34 @@ class PostStage:
         return {"message": message, "attachments": len(email.attachments)}
 
 
+async def record_bounce(ctx: Context, job: Job, email: InboundEmail, ticket: int) -> dict[str, Any]:
+    """A bounce of our mail: an internal note on its ticket saying what failed, and a hard
+    bounce suppresses the address (bridge/mail/bounces.py)."""
+    bounce = read_bounce(email)
+    if not bounce.recipient:  # a report that names nobody is about the mail we sent the customer
+        record = ctx.tickets.get(ticket)
+        bounce = replace(bounce, recipient=record.customer_email if record else "")
+    days = ctx.cfg.guard.bounce_suppress_days
+    until = ""
+    if bounce.hard and bounce.recipient and days:
+        entry = Suppressions(ctx.store.meta).suppress(bounce.recipient, days, f"{bounce.status} {bounce.diagnostic}")
+        until = _odoo_time(entry["until"])
+        log.warning("%s: hard bounce (%s) for %s on ticket %s: not mailed until %s UTC", job.key,
+                    bounce.status or "no status", bounce.recipient, ticket, until)
+    kind = "hard" if bounce.hard else "soft"
+    head = (f"<p><b>Delivery failed</b> ({kind} bounce{', status ' + escape(bounce.status) if bounce.status else ''})"
+            f" for {escape(bounce.recipient or 'an unknown recipient')}: mail "
+            f"{escape(job.result('guard').get('about', ''))}<br/>")
+    head += (f"Not mailed again until {escape(until)} UTC.<br/>" if until else "")
+    head += (f"Server: {escape(bounce.diagnostic)}<br/>" if bounce.diagnostic else "")
+    body = f"{head}Report {escape(email.key)}</p>{text_to_html(email.text[:4000])}"
+    if not ((job.attempts or job.resumed) and await ctx.odoo(ctx.desk.has_note, ticket, email.key)):
+        await ctx.odoo(ctx.desk.post_note, ticket, body)
+    ctx.store.remember_message(email.key, ticket, "in")
+    return {"bounce": {"recipient": bounce.recipient, "status": bounce.status, "hard": bounce.hard,
+                       "until": until, "diagnostic": bounce.diagnostic}}
+
+
 class RecordStage:
     """Keep the bridge's record of the ticket (bridge/ticket_record.py): who the customer is and
     the newest customer Message-ID, for what later answers and Slack threads need."""
@@ -216,6 +258,8 @@ class RecordStage:
         email, ticket = job.email_and_ticket()
         origin = job.results.get("origin") or "email"
         new = bool(job.result("ticket").get("new"))
+        if job.result("guard").get("action") == GuardAction.BOUNCE.value:
+            return {"ticket": ticket, "skipped": "a bounce is not the customer writing"}
         ctx.tickets.seen(
             ticket, model=ctx.desk.profile.model, origin=origin, mailbox=ctx.cfg.imap.folder,
             customer_email=email.from_addr if new else "", customer_name=email.from_name if new else "",
@@ -332,6 +376,10 @@ class NotifyStage:
 
     async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
         email, ticket = job.email_and_ticket()
+        bounced = job.result("post").get("bounce")
+        if bounced:
+            ctx.notify("bounced", ticket, job.key, **bounced)
+            return {"notified": "bounced"}
         if job.result("guard").get("action", GuardAction.PROCESS.value) != GuardAction.PROCESS.value:
             return {"skipped": "recorded only"}
         login = job.result("login")

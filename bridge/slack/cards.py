@@ -206,6 +206,26 @@ def agent_replied(name: str, excerpt_text: str, *, mailed: bool) -> Message:
     return escaped(f"{who} {what}", FALLBACK_LIMIT), [_section(text)]
 
 
+def bounced(recipient: str, status: str, hard: bool, until: str, diagnostic: str) -> Message:
+    """Mail to the customer came back: hard (the address is suppressed until ``until``) or soft."""
+    recipient = one_line(recipient) or "the customer"
+    kind = "Mail bounced" if hard else "Mail delayed or refused for now"
+    text = f":warning: *{kind}* for {escaped(recipient, NAME_LIMIT)}"
+    if status:
+        text += f" (status {escaped(one_line(status), 20)})"
+    if diagnostic:
+        text += f": {escaped(one_line(diagnostic), REASON_LIMIT)}"
+    if until:
+        text += f"\nThe bridge will not mail this address until {escaped(until, 40)} UTC."
+    return escaped(f"{kind} for {recipient}", FALLBACK_LIMIT), [_section(text)]
+
+
+def rated(answer: str) -> Message:
+    """The customer rated the answer from the closing email (``good`` or ``bad``)."""
+    icon = ":+1:" if answer == "good" else ":-1:"
+    return f"Customer rating: {answer}", [_section(f"{icon} *Customer rating: {escaped(one_line(answer), 20)}*")]
+
+
 def reply_failed(recipient: str, error: str) -> Message:
     """A reply to the customer could not be sent and went to the dead letters."""
     recipient, error = one_line(recipient) or "the customer", one_line(error) or "unknown error"

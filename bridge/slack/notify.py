@@ -80,6 +80,8 @@ class SlackNotifier:
             "resolved": self._resolved,
             "reopened": self._reopened,
             "agent_replied": self._agent_replied,
+            "rated": self._rated,
+            "bounced": self._bounced,
             "decided": self._decided,
             "agent_reply": self._agent_reply,
             "reply_failed": self._reply_failed,
@@ -118,6 +120,20 @@ class SlackNotifier:
     def _agent_replied(self, ticket_id: int, key: str, *, name: str, text: str, mailed: bool) -> list[Effect]:
         return [self._thread(f"slack:agent-replied:{key}", ticket_id, "agent_replied",
                              cards.agent_replied(name, text, mailed=mailed), create=False)]
+
+    def _bounced(self, ticket_id: int, key: str, *, recipient: str, status: str, hard: bool, until: str,
+                 diagnostic: str) -> list[Effect]:
+        """Mail to the customer bounced: a person may need to find another way to reach them."""
+        text, blocks = cards.bounced(recipient, status, hard, until, diagnostic)
+        target = mention(self.cfg.mention_for("reply_failed")) if hard else ""
+        if target:
+            text = f"{target} {text}"
+            blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": target}}, *blocks]
+        return [self._thread(f"slack:bounced:{key}", ticket_id, "reply_failed", (text, blocks), create=hard),
+                self.card_refresh(f"slack:card:bounced:{key}", ticket_id, create=hard)]
+
+    def _rated(self, ticket_id: int, key: str, *, answer: str) -> list[Effect]:
+        return [self._thread(f"slack:rated:{key}", ticket_id, "rated", cards.rated(answer), create=False)]
 
     def _decided(self, ticket_id: int, key: str, *, verdict: str, by_user_id: str, detail: str) -> list[Effect]:
         """Replace the escalation's buttons with who decided what, and refresh the card."""

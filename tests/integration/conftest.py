@@ -34,9 +34,9 @@ def bridge_factory(mailbox, odoo, sink, tmp_path):
     """Start a bridge (in a thread) against this test's folder; stopped at teardown."""
     started: list[BridgeThread] = []
 
-    def start(**overrides):
+    def start(*, app_options: dict | None = None, **overrides):
         cfg = make_config(mailbox, odoo, sink, tmp_path / "state", **overrides)
-        runner = BridgeThread(cfg).start()
+        runner = BridgeThread(cfg, **(app_options or {})).start()
         started.append(runner)
         return runner
 

@@ -62,18 +62,19 @@ def write_config(path: Path, settings: dict[str, Any]) -> Path:
 class BridgeThread:
     """Runs an App on its own event loop in a background thread, like `bridge run` does."""
 
-    def __init__(self, cfg: Config, observers: list | None = None) -> None:
+    def __init__(self, cfg: Config, observers: list | None = None, **app_options: Any) -> None:
         self.loop = asyncio.new_event_loop()
         self.app: App | None = None
         self._cfg = cfg
         self._observers = observers or []
+        self._app_options = app_options
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def start(self) -> "BridgeThread":
         self._thread.start()
 
         async def _start() -> App:
-            app = App(self._cfg, observers=self._observers)
+            app = App(self._cfg, observers=self._observers, **self._app_options)
             await app.start()
             return app
 

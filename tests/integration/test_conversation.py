@@ -337,3 +337,105 @@ def test_a_reply_long_after_closing_opens_a_new_ticket_that_follows_the_old(brid
 
     wait_until(lambda: any(f"Follows up on closed ticket {old}" in b for b in notes(new)), what="note on the new one")
     wait_until(lambda: any(f"continued in ticket {new}" in b for b in notes(old)), what="note on the old one")
+
+
+def test_one_click_ratings_are_signed_kept_once_and_told(bridge_factory, mailbox, odoo, sink, slack):
+    import re as _re
+
+    from tests.integration.test_slack_flow import cards, free_port, slack_settings, strings, thread_replies
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    bridge = bridge_factory(conversation=WATCH, slack=slack_settings(slack),
+                            http={"port": port, "webhook_token": WEBHOOK_TOKEN},
+                            satisfaction={"enabled": True, "base_url": base})
+    ticket, _ = opened(bridge, mailbox, odoo, sink)
+    Agent(odoo).stage(ticket, "Solved")
+    [closing] = wait_until(lambda: [m.message for m in sink.messages if m.message["X-Bridge-Kind"] == "closing_notice"],
+                           what="closing email")
+    text = closing.get_body(("plain",)).get_content()
+    good = _re.search(r"Good: (\S+)", text)[1]
+    bad = _re.search(r"Not good: (\S+)", text)[1]
+    assert good.startswith(f"{base}/rate/{ticket}-1-g-") and bad.startswith(f"{base}/rate/{ticket}-1-b-")
+    assert good in closing.get_body(("html",)).get_content()
+
+    def get(url: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    forged = good.replace(f"/rate/{ticket}-", f"/rate/{ticket + 1}-")
+    assert get(forged)[0] == 404
+    assert get(good[:-3] + "AAA")[0] == 404
+    status, body = get(good)
+    assert status == 200 and "(good) has been recorded" in body
+    assert "already recorded (good)" in get(good)[1] and "already recorded (good)" in get(bad)[1]
+
+    def notes() -> list[str]:
+        return [m["body"] for m in odoo.records("mail.message", [("res_id", "=", ticket), ("model", "=", "helpdesk.ticket")])
+                if "Customer rating" in (m["body"] or "")]
+
+    wait_until(lambda: notes(), what="the rating noted on the ticket")
+    [card] = cards(slack)
+    wait_until(lambda: any("Customer rating: good" in " ".join(strings(m.get("blocks")))
+                           for m in thread_replies(slack, card["ts"])), what="the rating in the thread")
+    assert len(notes()) == 1
+    assert bridge.app.ctx.tickets.get(ticket).odoo["ratings"] == {"1": "good"}
+
+
+def dsn(original_id: str, recipient: str, status: str, action: str = "failed") -> bytes:
+    """A delivery status notification (RFC 3464) as Postfix sends it, about one of our mails."""
+    return (
+        "From: MAILER-DAEMON@mx.customer.example (Mail Delivery System)\r\n"
+        "To: support@example.com\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        "Message-ID: <dsn-" + status + "@mx.customer.example>\r\nAuto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nI'm sorry to have to inform you that your message could not\r\n"
+        "be delivered to one or more recipients.\r\n"
+        "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.customer.example\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: {action}\r\nStatus: {status}\r\n"
+        f"Diagnostic-Code: smtp; 550 {status} <{recipient}>: Recipient address rejected: User unknown\r\n"
+        "--b\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"From: Example Support <support@example.com>\r\nMessage-ID: {original_id}\r\nSubject: Re: x\r\n"
+        "--b--\r\n"
+    ).encode()
+
+
+def test_a_hard_bounce_is_noted_flagged_in_slack_and_the_address_rests(bridge_factory, mailbox, odoo, sink, slack):
+    from tests.integration.test_slack_flow import cards, slack_settings, strings, thread_replies
+
+    bridge = bridge_factory(conversation=WATCH, slack=slack_settings(slack))
+    ticket, ack = opened(bridge, mailbox, odoo, sink)
+    uid = mailbox.append(dsn(ack["Message-ID"], "alice@customer.example", "5.1.1"))
+    wait_until(lambda: done(mailbox, uid), what="the bounce processed")
+    [card] = wait_until(lambda: cards(slack), what="the card")
+    wait_until(lambda: any("Mail bounced" in " ".join(strings(m.get("blocks"))) and "5.1.1" in
+                           " ".join(strings(m.get("blocks"))) for m in thread_replies(slack, card["ts"])),
+               what="the bounce in the thread")
+    assert bridge.app.store.meta.get("bounce_suppress:alice@customer.example")
+
+    Agent(odoo).comment(ticket, "<p>Are you still there?</p>")
+
+    def not_sent() -> list[str]:
+        return [m["body"] for m in odoo.records("mail.message", [("res_id", "=", ticket)])
+                if "not sent" in (m["body"] or "") and "bounced" in (m["body"] or "")]
+
+    wait_until(not_sent, what="the answer noted as not sent")
+    assert agent_mails(sink) == [] and len(sink.messages) == 1  # only the acknowledgement ever went out
+
+
+def test_a_soft_bounce_is_noted_but_the_address_is_still_mailed(bridge_factory, mailbox, odoo, sink):
+    bridge = bridge_factory(conversation=WATCH)
+    ticket, ack = opened(bridge, mailbox, odoo, sink)
+    uid = mailbox.append(dsn(ack["Message-ID"], "alice@customer.example", "4.2.2", action="delayed"))
+    wait_until(lambda: done(mailbox, uid), what="the bounce processed")
+    [note] = [m["body"] for m in odoo.records("mail.message", [("res_id", "=", ticket)])
+              if "Delivery failed" in (m["body"] or "")]
+    assert "soft bounce, status 4.2.2" in note and "User unknown" in note
+    assert not bridge.app.store.meta.get("bounce_suppress:alice@customer.example")
+    Agent(odoo).comment(ticket, "<p>Trying again</p>")
+    wait_until(lambda: agent_mails(sink), what="the answer still emailed")
+    assert len(odoo.records("helpdesk.ticket")) == 1

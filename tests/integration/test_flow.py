@@ -129,22 +129,25 @@ def test_mail_loop_is_quarantined_not_ticketed(bridge_factory, mailbox, odoo, si
     assert sink.messages == []
 
 
-def test_bounce_of_our_acknowledgement_is_quarantined(bridge_factory, mailbox, odoo, sink):
+def test_bounce_of_our_acknowledgement_becomes_a_note_on_its_ticket(bridge_factory, mailbox, odoo, sink):
     bridge_factory()
     mailbox.append(email_bytes()[0])
     ack = sink.wait_for(1)[0].message
     bounce, _ = email_bytes(
         sender="MAILER-DAEMON@mx.customer.example", subject="Undelivered Mail Returned to Sender",
-        body=f"Your message could not be delivered.\n\nMessage-ID: {ack['Message-ID']}\n",
-        headers={"Return-Path": "<>", "Auto-Submitted": "auto-replied",
-                 "In-Reply-To": ack["Message-ID"]},
+        body=f"Your message could not be delivered: 550 5.1.1 no such user.\n\nMessage-ID: {ack['Message-ID']}\n",
+        headers={"Return-Path": "<>", "Auto-Submitted": "auto-replied", "In-Reply-To": ack["Message-ID"],
+                 "X-Failed-Recipients": "alice@customer.example"},
     )
-    mailbox.append(bounce)
-    wait_until(lambda: mailbox.uids(mailbox.quarantine), what="quarantined bounce")
-    assert len(tickets(odoo)) == 1
-    assert len(odoo.records("mail.message")) == len([m for m in odoo.records("mail.message")
-                                                      if "Undelivered" not in (m.get("subject") or "")])
-    assert len(sink.messages) == 1
+    uid = mailbox.append(bounce)
+    wait_until(lambda: done(mailbox, uid), what="bounce processed")
+    [ticket] = tickets(odoo)
+    [note] = [m for m in odoo.records("mail.message", [("res_id", "=", ticket["id"])])
+              if "Delivery failed" in (m.get("body") or "")]
+    assert "hard bounce, status 5.1.1" in note["body"] and "alice@customer.example" in note["body"]
+    assert note["message_type"] == "comment" and note["subtype_id"] == odoo.records(
+        "ir.model.data", [("name", "=", "mt_note")])[0]["res_id"]  # internal: never emailed
+    assert len(sink.messages) == 1  # nobody answers a bounce
 
 
 def test_excluded_sender_is_quarantined(bridge_factory, mailbox, odoo, sink):

@@ -63,3 +63,17 @@ def test_pick_spreads_ties_from_the_turn_and_round_robin_ignores_loads() -> None
     assert pick([(1, 3), (2, 1), (3, 1)], 0, "least_loaded") == 1
     assert pick([(1, 3), (2, 1), (3, 1)], 2, "least_loaded") == 2
     assert pick([(1, 0), (2, 0)], 5, "round_robin") == 1
+
+
+def test_rating_tokens_verify_only_as_signed() -> None:
+    from bridge.ratings import links, token, verify
+
+    secret = b"s" * 32
+    value = token(secret, 42, 2, "g")
+    assert verify(secret, value) == (42, 2, "g")
+    assert verify(b"other" * 8, value) is None
+    assert verify(secret, value.replace("42-2-g", "42-2-b")) is None
+    assert verify(secret, value.replace("42-2", "43-2")) is None
+    assert verify(secret, value + "x") is None and verify(secret, "../../etc") is None
+    urls = links("https://support.example.com/", secret, 42, 2)
+    assert urls["rating_good_url"] == f"https://support.example.com/rate/{value}"

@@ -139,24 +139,24 @@ def test_a_loop_beats_everything_else() -> None:
     assert verdict(mail)[0] is GuardAction.DROP and "mail loop" in verdict(mail)[1]
 
 
-# --- DROP: bounces of our own replies ------------------------------------------------------------
+# --- BOUNCE: bounces of our own replies ------------------------------------------------------------
 
 
 def test_bounce_referring_to_our_reply_by_in_reply_to() -> None:
     mail = report(("text/plain", "failed"), In_Reply_To=OUR_ACK)
-    assert verdict(mail) == (GuardAction.DROP, f"bounce of our reply {OUR_ACK}")
+    assert verdict(mail) == (GuardAction.BOUNCE, f"bounce of our reply {OUR_ACK}")
 
 
 def test_bounce_referring_to_our_reply_by_attached_original() -> None:
     original = f"From: support@example.com\r\nMessage-ID: {OUR_ACK}\r\nSubject: Re: x\r\n\r\nack"
     mail = report(("text/plain", "failed"), ("message/delivery-status", "Status: 5.1.1"), ("message/rfc822", original))
-    assert verdict(mail) == (GuardAction.DROP, f"bounce of our reply {OUR_ACK}")
+    assert verdict(mail) == (GuardAction.BOUNCE, f"bounce of our reply {OUR_ACK}")
 
 
 def test_bounce_referring_to_our_reply_by_returned_headers() -> None:
     headers = f"From: support@example.com\r\nMessage-Id:\r\n {OUR_ACK}\r\n"
     mail = report(("text/plain", "failed"), ("text/rfc822-headers", headers))
-    assert verdict(mail) == (GuardAction.DROP, f"bounce of our reply {OUR_ACK}")
+    assert verdict(mail) == (GuardAction.BOUNCE, f"bounce of our reply {OUR_ACK}")
 
 
 def test_bounce_referring_to_our_reply_in_its_body_text() -> None:
@@ -165,12 +165,12 @@ def test_bounce_referring_to_our_reply_in_its_body_text() -> None:
         "Subject: Undeliverable: Re: Printer broken",
         body=f"Delivery failed.\r\n\r\n--- Original message ---\r\nMessage-ID: {OUR_ACK}\r\nSubject: Re: x\r\n",
     )
-    assert verdict(mail) == (GuardAction.DROP, f"bounce of our reply {OUR_ACK}")
+    assert verdict(mail) == (GuardAction.BOUNCE, f"bounce of our reply {OUR_ACK}")
 
 
 def test_bounce_referring_to_our_reply_by_exchange_original_id_header() -> None:
     mail = email("Subject: Undeliverable: Re: x", f"X-Microsoft-Original-Message-ID: {OUR_ACK[1:-1]}")
-    assert verdict(mail) == (GuardAction.DROP, f"bounce of our reply {OUR_ACK}")
+    assert verdict(mail) == (GuardAction.BOUNCE, f"bounce of our reply {OUR_ACK}")
 
 
 def test_a_non_bounce_quoting_our_id_is_not_dropped() -> None:

@@ -35,8 +35,8 @@ def _composer(templates_dir: str | Path | None) -> Composer:
 
 
 # Rendered by the ticket side (an agent's answer; a person declining a login request; the closing
-# email), not by the login playbook's OUTCOME table.
-TICKET_SIDE = {"agent_reply", "login_denied", "closed"}
+# email, the follow-up reminder and closing), not by the login playbook's OUTCOME table.
+TICKET_SIDE = {"agent_reply", "login_denied", "closed", "reminder", "closed_no_response"}
 # What agent_reply needs beyond the standard values; the other templates ignore it.
 AGENT_VALUES = {"reply_text": "Hello Alice,\n\nIt works again.", "agent_name": "Agent Smith"}
 
