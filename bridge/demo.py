@@ -11,6 +11,7 @@ from typing import Any
 
 from bridge.app import App
 from bridge.config import Config, parse_config
+from bridge.demo_odoo import play_agent_answer
 from bridge.demo_slack import (
     SlackNarrator,
     free_port,
@@ -55,6 +56,7 @@ def demo_config(state_dir: Path, dovecot: Dovecot, odoo: OdooSandbox, sink: Smtp
                 "resolved_stage": "Solved",
                 "escalated_stage": "In Progress",
             },
+            "conversation": {"enabled": True, "poll_seconds": 0.5},  # agents' answers in Odoo → email
             **slack_sections(slack, port),
         }
     )
@@ -182,6 +184,9 @@ async def _run(files: list[Path], state_dir: Path, dovecot: Dovecot, odoo: OdooS
         names = await _feed(app, dovecot, timeline, files)
         # A person in Slack decides the first escalated login request, as ops engineers would.
         approve_problem = await play_approve(app, slack, sink, timeline.slack, port, timeline.add, WAIT_SECONDS)
+        # An agent answers the first ticket in Odoo and solves it: the customer gets both by email.
+        first = min(t["id"] for t in odoo.records("helpdesk.ticket"))
+        answer_problem = await play_agent_answer(app, odoo, sink, first, timeline.add, WAIT_SECONDS)
     finally:
         await app.stop()
     _print_report(timeline, names, odoo, sink)
@@ -193,7 +198,9 @@ async def _run(files: list[Path], state_dir: Path, dovecot: Dovecot, odoo: OdooS
         print(f"\nNot finished in time: {', '.join(missing)}")
     if approve_problem:
         print(f"\nApprove from Slack did not complete: {approve_problem}")
-    return 1 if missing or approve_problem else 0
+    if answer_problem:
+        print(f"\nThe agent's answer in Odoo did not reach the customer: {answer_problem}")
+    return 1 if missing or approve_problem or answer_problem else 0
 
 
 def run_demo(samples: Path | None = None) -> int:

@@ -69,15 +69,21 @@ class OdooWatcher:
     async def run(self) -> None:
         self.bind(asyncio.get_running_loop())
         every = self.ctx.cfg.conversation.poll_seconds
+        failing = False
         while True:
             self.wake.clear()
             try:
                 report = await self.poll_once()
+                if failing:
+                    log.info("odoo watch: polling again; nothing was skipped")
+                failing = False
                 if report.emailed or report.changed:
                     log.info("odoo watch: %d comment(s) emailed, %d ticket change(s) told (%d calls)",
                              report.emailed, report.changed, report.calls)
-            except BridgeError as exc:
-                log.warning("odoo watch: poll failed, trying again in %.0f s: %s", every, exc)
+            except BridgeError as exc:  # one line per outage; the checkpoint waits meanwhile
+                (log.debug if failing else log.warning)("odoo watch: poll failed, trying every %.0f s: %s",
+                                                        every, exc)
+                failing = True
             await wait_event(self.wake, every)
 
     async def poll_once(self) -> PollReport:
