@@ -387,7 +387,8 @@ class NotifyStage:
             outcome = str(login.get("outcome") or "")
             ctx.notify("new_ticket", ticket, job.key, category="login" if login.get("login") else "other",
                        automation=f"{outcome}: {login.get('reason', '')}" if outcome else "", outcome=outcome,
-                       automation_reason=str(login.get("reason") or ""))
+                       automation_reason=str(login.get("reason") or ""),
+                       assignee=str(job.result("assign").get("name") or ""))
             return {"notified": "new_ticket"}
         ctx.notify("customer_replied", ticket, job.key, name=email.from_name, address=email.from_addr, text=email.text)
         return {"notified": "customer_replied"}

@@ -90,9 +90,12 @@ class SlackNotifier:
 
     def _new_ticket(self, ticket_id: int, key: str, *, category: str = "other", automation: str = "",
                     outcome: str = "", automation_reason: str = "",
-                    details: dict[str, str] | None = None) -> list[Effect]:
+                    details: dict[str, str] | None = None, assignee: str = "") -> list[Effect]:
         effects = [self.card_refresh(f"slack:new:{key}", ticket_id, create=self._create_for_events, category=category,
                                      **({"automation": automation} if automation else {}))]
+        if assignee:  # auto-assigned by the bridge as it was created
+            effects.append(self._thread(f"slack:assigned:{key}", ticket_id, "assigned",
+                                        cards.assigned(f"{assignee} (auto-assigned)"), create=False))
         if outcome and outcome != "escalated":  # an escalation has its own message
             effects.append(self._thread(f"slack:automation:{key}", ticket_id, "automation",
                                         cards.automation_result(outcome, automation_reason, details or {}),

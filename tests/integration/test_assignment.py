@@ -41,7 +41,7 @@ def test_least_loaded_counts_open_tickets_in_odoo_and_spreads_ties(bridge_factor
 
 
 def test_round_robin_takes_turns_and_the_card_shows_the_assignee(bridge_factory, mailbox, odoo, sink, slack):
-    from tests.integration.test_slack_flow import cards, slack_settings, strings
+    from tests.integration.test_slack_flow import cards, slack_settings, strings, thread_replies
 
     one = Agent(odoo, login=OPERATORS[0], name="Op One")
     two = Agent(odoo, login=OPERATORS[1], name="Op Two")
@@ -51,6 +51,8 @@ def test_round_robin_takes_turns_and_the_card_shows_the_assignee(bridge_factory,
     assert got == [one.uid, two.uid, one.uid]  # the operator Odoo does not know is left out
     wait_until(lambda: len(cards(slack)) == 3, what="three cards")
     assert "Op One" in " ".join(strings(cards(slack)[0]["blocks"]))
+    [told] = wait_until(lambda: thread_replies(slack, cards(slack)[1]["ts"]), what="the assignment in the thread")
+    assert "Assigned to *Op Two (auto-assigned)*" in " ".join(strings(told["blocks"]))
 
 
 def test_an_assignee_already_there_is_kept(bridge_factory, mailbox, odoo, sink):

@@ -112,6 +112,15 @@ def test_an_agent_comment_reaches_the_customer_once_threaded_with_its_file(bridg
     assert len(odoo.records("helpdesk.ticket")) == 1
 
 
+def test_with_cc_on_the_answer_also_reaches_the_first_emails_cc(bridge_factory, mailbox, odoo, sink):
+    bridge = bridge_factory(conversation={**WATCH, "cc": True})
+    ticket, _ = opened(bridge, mailbox, odoo, sink, headers={"Cc": "Bob <bob@customer.example>, support@example.com"})
+    Agent(odoo).comment(ticket, "<p>For both of you</p>")
+    [sent] = wait_until(lambda: agent_mails(sink), what="the answer")
+    assert sent.rcpt_tos == ["alice@customer.example", "bob@customer.example"]  # never our own address
+    assert sent.message["Cc"] == "bob@customer.example"
+
+
 def test_customer_messages_and_the_bridges_own_posts_are_not_echoed(bridge_factory, mailbox, odoo, sink):
     bridge = bridge_factory(conversation=WATCH)
     ticket, _ = opened(bridge, mailbox, odoo, sink)
