@@ -26,6 +26,7 @@ from bridge.metrics import BridgeMetrics
 from bridge.notify import LogNotifier, Notifier
 from bridge.odoo.changes import OdooChanges
 from bridge.odoo.rpc import OdooRPC
+from bridge.odoo.sla_reads import SlaReader
 from bridge.odoo.tickets import TicketDesk
 from bridge.pipeline.context import Context, Observer
 from bridge.pipeline.effects import Effects
@@ -37,6 +38,7 @@ from bridge.pipeline.odoo_watch import OdooWatcher
 from bridge.pipeline.outbox import Handler, Outbox
 from bridge.pipeline.runner import Runner
 from bridge.ratings import Ratings
+from bridge.sla.monitor import SlaMonitor
 from bridge.slack.service import MAX_ATTEMPTS as SLACK_ATTEMPTS
 from bridge.slack.service import SlackSide
 from bridge.statelock import lock_state
@@ -70,7 +72,7 @@ class App:
         self, cfg: Config, *, observers: list[Observer] | None = None, notifier: Notifier | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """``clock``: the time the follow-ups go by (tests move it)."""
+        """``clock``: the time the follow-ups and SLA clocks go by (tests move it)."""
         self.cfg = cfg
         self._lock = lock_state(cfg.state.dir)
         self.store = Store(cfg.state.dir)
@@ -94,7 +96,8 @@ class App:
         self.outbox = Outbox(
             self.store.outbox,
             handlers,
-            {"smtp": self.health["smtp"], "odoo_note": self.health["odoo"], "odoo_message_id": self.health["odoo"]},
+            {"smtp": self.health["smtp"], "odoo_note": self.health["odoo"], "odoo_message_id": self.health["odoo"],
+             "odoo_tags": self.health["odoo"]},
             requeue=self.store.meta,
             max_attempts=cfg.pipeline.outbox_max_attempts,
             attempts_by_kind=SLACK_ATTEMPTS if cfg.slack.enabled else None,
@@ -140,6 +143,7 @@ class App:
         self.odoo_watch = OdooWatcher(self.ctx, changes) if cfg.conversation.enabled else None
         self.follow_ups = FollowUps(self.ctx, changes, clock) if cfg.follow_ups.enabled else None
         self.ratings = Ratings(self.ctx) if cfg.satisfaction.enabled else None
+        self.sla = SlaMonitor(self.ctx, SlaReader(self.rpc, self.desk), changes, clock) if cfg.sla.enabled else None
         self.web = WebServer(
             cfg.http, self.tickets.submit_threadsafe, readiness=self.readiness, metrics=self.metrics.render,
             on_slack=self.slack.endpoint if self.slack else None,
@@ -192,6 +196,8 @@ class App:
             self.supervisor.spawn("odoo-watch", self.odoo_watch.run)
         if self.follow_ups is not None:
             self.supervisor.spawn("follow-ups", self.follow_ups.run)
+        if self.sla is not None:
+            self.supervisor.spawn("sla", self.sla.run)
         if self.slack is not None:
             await self.slack.start()
             if self.slack.socket is not None:

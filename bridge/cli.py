@@ -138,6 +138,26 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             store.close()
 
 
+def cmd_sla(args: argparse.Namespace) -> int:
+    from bridge.sla.report import SlaView, now_utc, since_moment
+
+    cfg = _load(args)
+    if not cfg.sla.policies:
+        print("error: sla.policies is empty: there is nothing to measure", file=sys.stderr)
+        return 2
+    view = SlaView(cfg)
+    try:
+        now = now_utc()
+        lines = view.show(args.ticket, now) if args.action == "show" else view.report(since_moment(args.since, now), now)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        view.close()
+    print("\n".join(lines))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bridge", description=__doc__)
     config = argparse.ArgumentParser(add_help=False)
@@ -167,6 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     oretry = osub.add_parser("retry", parents=[config])
     oretry.add_argument("key")
     outbox.set_defaults(func=cmd_outbox)
+
+    sla = sub.add_parser("sla", help="SLA clocks of a ticket, or compliance over a period")
+    ssub = sla.add_subparsers(dest="action", required=True)
+    sshow = ssub.add_parser("show", parents=[config])
+    sshow.add_argument("ticket", type=int)
+    sreport = ssub.add_parser("report", parents=[config])
+    sreport.add_argument("--since", default="7d", help="e.g. 7d or 36h (default 7d)")
+    sla.set_defaults(func=cmd_sla)
     return parser
 
 

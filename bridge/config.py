@@ -207,10 +207,11 @@ class HttpConfig(_Section):
 
 SlackEvent = Literal[
     "new_ticket", "customer_replied", "automation", "escalation", "assigned", "resolved", "reopened",
-    "reply_failed", "agent_reply", "agent_replied", "rated",
+    "reply_failed", "agent_reply", "agent_replied", "rated", "sla_warning", "sla_breach", "sla_summary",
 ]
 # Why a human is asked: each may have its own mention target (``slack.mentions``).
-ESCALATION_KINDS = ("login_escalated", "login_unsure", "other_access", "automation_failed", "reply_failed")
+ESCALATION_KINDS = ("login_escalated", "login_unsure", "other_access", "automation_failed", "reply_failed",
+                    "sla_breach")
 _SLACK_ID = re.compile(r"[A-Z0-9]{2,20}")
 
 
@@ -250,7 +251,16 @@ class CalendarConfig(_Section):
 
     timezone: str = "UTC"  # IANA name, e.g. Asia/Ho_Chi_Minh
     workdays: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = ("mon", "tue", "wed", "thu", "fri")
+    hours: tuple[str, ...] = ("09:00-17:00",)  # working hours of each working day, e.g. [08:00-12:00, 13:00-17:00]
     holidays: tuple[date, ...] = ()
+
+    @field_validator("hours")
+    @classmethod
+    def _periods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from bridge.sla.calendar import parse_hours
+
+        parse_hours(value)  # raises ValueError naming the bad period
+        return value
 
     @model_validator(mode="after")
     def _known_zone(self) -> CalendarConfig:
@@ -298,6 +308,95 @@ class SatisfactionConfig(_Section):
     def _url_when_on(self) -> SatisfactionConfig:
         if self.enabled and urlsplit(self.base_url).scheme not in ("http", "https"):
             raise ValueError("satisfaction.base_url must be the bridge's public http(s) URL")
+        return self
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(m|min|h)\s*", re.I)
+
+
+def duration_seconds(text: str) -> float:
+    """ "30m", "4h", "1.5h" → seconds of working time; "" → 0 (no target)."""
+    if not text.strip():
+        return 0.0
+    match = _DURATION.fullmatch(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration like 30m or 4h")
+    return float(match[1]) * (60 if match[2].lower() in ("m", "min") else 3600)
+
+
+class SlaPolicy(_Section):
+    """Targets for the tickets it matches (empty criteria match everything); first match wins."""
+
+    name: str
+    priorities: tuple[str, ...] = ()  # Odoo priority keys ("0" low … "3" urgent)
+    tags: tuple[str, ...] = ()  # any of these ticket tags
+    teams: tuple[str, ...] = ()  # helpdesk team / project names
+    customer_domains: tuple[str, ...] = ()
+    first_response: str = ""  # e.g. 4h: the first public answer by a person
+    next_response: str = ""  # after each customer message that follows an answer
+    resolution: str = ""  # until a closed stage; paused in sla.pause_stages
+    around_the_clock: bool = False  # 24/7 instead of the calendar (urgent tickets)
+
+    @field_validator("first_response", "next_response", "resolution")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        duration_seconds(value)
+        return value
+
+
+class PriorityRule(_Section):
+    """Sets the priority of new tickets it matches (all given criteria must hold); first match wins."""
+
+    priority: Literal["0", "1", "2", "3"]
+    customer_domains: tuple[str, ...] = ()
+    mailboxes: tuple[str, ...] = ()  # IMAP folders
+    categories: tuple[Literal["login", "other"], ...] = ()  # what the classifier found
+    subject_words: tuple[str, ...] = ()  # only with sla.subject_urgency: true
+
+
+class SlaConfig(_Section):
+    """SLA clocks per policy in working time (``calendar``), warnings and breaches (bridge/sla/)."""
+
+    enabled: bool = False
+    policies: tuple[SlaPolicy, ...] = ()
+    pause_stages: tuple[str, ...] = ()  # "waiting on the customer": the resolution clock stops
+    warn_at: tuple[float, ...] = (0.75, 0.9)  # fractions of a target
+    warn_before: tuple[str, ...] = ()  # lead times before a deadline, e.g. [1h]
+    quiet_hours: tuple[str, ...] = ()  # local times when warnings wait (breaches never do), e.g. [20:00-24:00, 00:00-08:00]
+    check_seconds: float = Field(default=60.0, gt=0)
+    page_size: int = Field(default=500, ge=1, le=5000)
+    breach_tags: dict[Literal["first_response", "next_response", "resolution"], str] = Field(default_factory=lambda: {
+        "first_response": "SLA first response breached", "next_response": "SLA next response breached",
+        "resolution": "SLA resolution breached"})
+    priority_rules: tuple[PriorityRule, ...] = ()
+    subject_urgency: bool = False  # let PriorityRule.subject_words look at the customer's subject
+
+    @field_validator("warn_at")
+    @classmethod
+    def _fractions(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0 < f < 1 for f in value):
+            raise ValueError("sla.warn_at: fractions between 0 and 1, e.g. [0.75, 0.9]")
+        return tuple(sorted(value))
+
+    @field_validator("warn_before")
+    @classmethod
+    def _leads(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for text in value:
+            duration_seconds(text)
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from bridge.sla.calendar import parse_hours
+
+        parse_hours(value)
+        return value
+
+    @model_validator(mode="after")
+    def _policies_when_on(self) -> SlaConfig:
+        if self.enabled and not self.policies:
+            raise ValueError("sla.policies must list at least one policy when sla.enabled")
         return self
 
 
@@ -393,6 +492,7 @@ class Config(_Section):
     calendar: CalendarConfig = CalendarConfig()
     follow_ups: FollowUpConfig = FollowUpConfig()
     satisfaction: SatisfactionConfig = SatisfactionConfig()
+    sla: SlaConfig = SlaConfig()
 
     @property
     def own_domain(self) -> str:

@@ -97,6 +97,15 @@ class TicketBook:
         self._save(record, durable=durable)
         return version
 
+    def update_sla(self, ticket_id: int, *, durable: bool = False, **changes: Any) -> TicketRecord | None:
+        """Merge ``changes`` into the record's SLA facts; ``durable`` for the events posted (a lost
+        one would be posted again)."""
+        record = self.get(ticket_id)
+        if record is None:
+            return None
+        record.sla = {**record.sla, **changes}
+        return self._save(record, durable=durable)
+
     def update_odoo(self, ticket_id: int, *, by_bridge: bool = False, **changes: Any) -> TicketRecord | None:
         """Merge ``changes`` into what the bridge knows of the ticket in Odoo; ``by_bridge``: the
         bridge itself made this change just now, so a watcher read from before it is stale."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from bridge.odoo.rpc import SERVICE, OdooRPC, as_id
 from bridge.odoo.tickets import TicketDesk
 
 EPOCH = "1970-01-01 00:00:00"
+AUTHOR_TTL = 600.0  # seconds an author's "internal user" answer is trusted
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ class OdooChanges:
         self._rpc = rpc
         self._desk = desk
         self._subtype: int | None = None
-        self._internal: dict[int, bool] = {}  # partner id → belongs to an active internal user
+        self._internal: dict[int, tuple[bool, float]] = {}  # partner id → (an active internal user's, when asked)
 
     def newest_write_date(self) -> str:
         """The newest ``write_date`` among tickets and messages: where a first watch starts."""
@@ -137,15 +139,18 @@ class OdooChanges:
 
     def internal_authors(self, partner_ids: list[int]) -> set[int]:
         """Which of these partners are an active internal user's (not portal, not the bridge's own
-        user): only their comments are answers to email. Cached per partner."""
-        unknown = [p for p in dict.fromkeys(partner_ids) if p not in self._internal]
+        user): only their comments are answers to email. Cached per partner for AUTHOR_TTL, so an
+        agent deactivated in Odoo stops being one within that time."""
+        now = time.monotonic()
+        unknown = [p for p in dict.fromkeys(partner_ids)
+                   if p not in self._internal or now - self._internal[p][1] > AUTHOR_TTL]
         if unknown:
             users = self._rpc.execute_kw("res.users", "search_read", [[
                 ("partner_id", "in", unknown), ("share", "=", False)]], {"fields": ["partner_id"]})
             internal = {_many2one(user.get("partner_id"))[0] for user in users if as_id(user["id"]) != self._rpc.uid}
             for partner in unknown:
-                self._internal[partner] = partner in internal
-        return {p for p in partner_ids if self._internal.get(p)}
+                self._internal[partner] = (partner in internal, now)
+        return {p for p in partner_ids if self._internal.get(p, (False, 0.0))[0]}
 
     def attachments(self, ids: tuple[int, ...]) -> list[Attachment]:
         """The files of a message, in its order; a file whose content cannot be read is left out."""

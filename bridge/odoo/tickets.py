@@ -637,6 +637,13 @@ class TicketDesk:
         self._rpc.execute_kw(self.profile.model, "write", [[ticket_id], {"stage_id": stage_id}])
         return stage_id
 
+    def set_priority(self, ticket_id: int, priority: str) -> None:
+        """Write the ticket's priority (a selection key, "0" … "3"); not written again when it already has it."""
+        current = self._read_by_id(self.profile.model, ticket_id, ["priority"])
+        if current and str(current[0].get("priority")) == priority:
+            return
+        self._rpc.execute_kw(self.profile.model, "write", [[ticket_id], {"priority": priority}])
+
     def add_tags(self, ticket_id: int, tag_names: Sequence[str]) -> None:
         """Link these tags to the ticket, each found or created once (profile's tag model); existing tags stay.
 

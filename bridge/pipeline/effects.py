@@ -66,7 +66,7 @@ class Effects:
     @property
     def handlers(self) -> dict[str, Handler]:
         return {"smtp": self.send_mail, "odoo_note": self.post_note, "escalation": self.escalate,
-                "odoo_message_id": self.write_message_id}
+                "odoo_message_id": self.write_message_id, "odoo_tags": self.add_tags}
 
     async def send_mail(self, payload: dict[str, Any], attempt: int) -> list[Effect]:
         """Send one composed mail; a mail that can never reach this address is skipped and the
@@ -105,6 +105,10 @@ class Effects:
         if payload.get("noted"):  # whoever queued it documents it on the ticket (an agent's reply)
             return []
         return [mail_note(payload)]
+
+    async def add_tags(self, payload: dict[str, Any], attempt: int) -> None:
+        """Link tags (found or created by name) to a ticket; linking one already there changes nothing."""
+        await self.ctx.odoo(self.ctx.desk.add_tags, payload["ticket"], payload["tags"])
 
     async def write_message_id(self, payload: dict[str, Any], attempt: int) -> None:
         await self.ctx.odoo(self.ctx.desk.set_message_id, payload["odoo_message"], payload["message_id"])

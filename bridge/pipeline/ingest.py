@@ -1,6 +1,6 @@
 """The ordered stages that turn one inbound email into a ticket or a follow-up, and an answer.
 
-    guard → route → ticket → post → record → reopen → login → assign → acknowledge → notify
+    guard → route → ticket → post → record → reopen → login → priority → assign → acknowledge → notify
 
 Each stage returns a small result that the runner journals before the next one starts; a stage
 that already has a result is never run again, so a restarted bridge resumes mid-way.
@@ -32,6 +32,7 @@ from bridge.pipeline.effects import mail_effect
 from bridge.pipeline.job import Job
 from bridge.pipeline.outbox import Effect
 from bridge.pipeline.stage import Quarantine, Stage
+from bridge.sla.priority import PriorityStage
 
 log = logging.getLogger("bridge.pipeline")
 
@@ -396,8 +397,9 @@ class NotifyStage:
 
 STAGES: tuple[Stage, ...] = (
     GuardStage(), RouteStage(), TicketStage(), PostStage(), RecordStage(), ReopenStage(), LoginStage(),
-    AssignStage(), AcknowledgeStage(), NotifyStage(),
+    PriorityStage(), AssignStage(), AcknowledgeStage(), NotifyStage(),
 )
 
 # A ticket created directly in Odoo is already a ticket with its text on it: only these run.
-ODOO_TICKET_STAGES: tuple[Stage, ...] = (RecordStage(), LoginStage(), AssignStage(), AcknowledgeStage(), NotifyStage())
+ODOO_TICKET_STAGES: tuple[Stage, ...] = (RecordStage(), LoginStage(), AssignStage(), AcknowledgeStage(),
+                                         NotifyStage())

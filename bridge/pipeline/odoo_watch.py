@@ -39,7 +39,7 @@ def earlier(stamp: str, seconds: float) -> str:
 class PollReport:
     """What one poll did: for logs, the bench and tests."""
 
-    calls: int = 0
+    pages: int = 0  # search_read pages (look-ups of authors and files come on top)
     messages: int = 0
     tickets: int = 0
     emailed: int = 0
@@ -78,8 +78,8 @@ class OdooWatcher:
                     log.info("odoo watch: polling again; nothing was skipped")
                 failing = False
                 if report.emailed or report.changed:
-                    log.info("odoo watch: %d comment(s) emailed, %d ticket change(s) told (%d calls)",
-                             report.emailed, report.changed, report.calls)
+                    log.info("odoo watch: %d comment(s) emailed, %d ticket change(s) told (%d pages read)",
+                             report.emailed, report.changed, report.pages)
             except BridgeError as exc:  # one line per outage; the checkpoint waits meanwhile
                 (log.debug if failing else log.warning)("odoo watch: poll failed, trying every %.0f s: %s",
                                                         every, exc)
@@ -95,14 +95,14 @@ class OdooWatcher:
         if not since:  # the first watch: changes from now on, not the whole history
             since = await ctx.odoo(self.changes.newest_write_date)
             ctx.store.meta.put(CHECKPOINT, {"since": since})
-            report.calls, report.since = 2, since
+            report.pages, report.since = 2, since
             return report
         read_at = time.time()
         newest = since
         after = 0
         while True:
             page = await ctx.odoo(self.changes.messages, since, after, cfg.page_size)
-            report.calls += 1
+            report.pages += 1
             report.messages += len(page)
             report.emailed += await self.conversation.agent_comments(page)
             newest = max([newest, *(m.write_date for m in page)])
@@ -112,7 +112,7 @@ class OdooWatcher:
         after = 0
         while True:
             states = await ctx.odoo(self.changes.tickets, since, after, cfg.page_size)
-            report.calls += 1
+            report.pages += 1
             report.tickets += len(states)
             report.changed += self.conversation.ticket_states(states, read_at)
             newest = max([newest, *(s.write_date for s in states)])

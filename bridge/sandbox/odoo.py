@@ -35,7 +35,7 @@ from bridge.sandbox.httpserve import BackgroundHTTPServer, KeepAliveHandler, ser
 from bridge.sandbox.odoo_domain import compile_domain
 from bridge.sandbox.odoo_models import (AccessDenied, AccessError, MissingError, OperationalError, SerializationFailure,
                                         UserError, ValidationError)
-from bridge.sandbox.odoo_orm import Database
+from bridge.sandbox.odoo_orm import Database, now_utc
 
 CONTROL_PATH = "/_sandbox/control"
 RPC_PATHS = frozenset({"/jsonrpc", "/xmlrpc/2/common", "/xmlrpc/2/object", "/xmlrpc/common", "/xmlrpc/object"})
@@ -220,6 +220,7 @@ class BaseModel:
                 "res_model": model, "res_id": record["id"]}))
         if attachment_ids:
             db.write("ir.attachment", attachment_ids, {"res_model": model, "res_id": record["id"]})
+        values.setdefault("date", now_utc())  # mail.message.date defaults to now
         values.update({
             "author_id": author_id, "email_from": email_from, "model": model, "res_id": record["id"],
             "body": body, "subject": subject or False, "message_type": message_type,

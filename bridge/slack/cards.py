@@ -220,6 +220,27 @@ def bounced(recipient: str, status: str, hard: bool, until: str, diagnostic: str
     return escaped(f"{kind} for {recipient}", FALLBACK_LIMIT), [_section(text)]
 
 
+def sla_warning(metric: str, deadline: str, used: int) -> Message:
+    """An SLA target is getting close (``used``: per cent of its working time gone)."""
+    text = (f":hourglass_flowing_sand: *SLA {escaped(one_line(metric), 40)}*: {used}% of the time used, "
+            f"due {escaped(one_line(deadline), 60)}")
+    return escaped(f"SLA {metric}: {used}% used, due {deadline}", FALLBACK_LIMIT), [_section(text)]
+
+
+def sla_breach(metric: str, deadline: str, policy: str, target: str) -> Message:
+    """An SLA target was missed, at ``deadline`` (its true time, even when seen later)."""
+    text = (f":rotating_light: *SLA {escaped(one_line(metric), 40)} breached* at {escaped(one_line(deadline), 60)} "
+            f"(policy {escaped(one_line(policy), NAME_LIMIT)}, target {escaped(one_line(target), 60)})")
+    return escaped(f"SLA {metric} breached at {deadline}", FALLBACK_LIMIT), [_section(text)]
+
+
+def sla_summary(policy: str, lines: list[str], paused_hours: float) -> Message:
+    """The ticket closed: each metric met or missed, working time used, time paused."""
+    body = "\n".join(f"• {escaped(one_line(line), 200)}" for line in lines) or "• no SLA target applied"
+    text = f"*SLA summary* (policy {escaped(one_line(policy), NAME_LIMIT)})\n{body}\n• paused {paused_hours:.1f} h"
+    return escaped(f"SLA summary: {'; '.join(lines) or 'no target'}", FALLBACK_LIMIT), [_section(text)]
+
+
 def rated(answer: str) -> Message:
     """The customer rated the answer from the closing email (``good`` or ``bad``)."""
     icon = ":+1:" if answer == "good" else ":-1:"

@@ -124,6 +124,7 @@ class SlackDelivery:
             assignee=summary.get("assignee", ""),
             stage=summary.get("stage", ""),
             automation=str(record.slack.get("automation", "")),
+            sla_due=str(record.sla.get("next", "")) if not summary.get("closed") else "",
             closed=bool(summary.get("closed")),
             escalated=bool(escalation) and not escalation.get("decided"),
         )

@@ -82,6 +82,10 @@ class SlackNotifier:
             "agent_replied": self._agent_replied,
             "rated": self._rated,
             "bounced": self._bounced,
+            "sla_warning": self._sla_warning,
+            "sla_breach": self._sla_breach,
+            "sla_summary": self._sla_summary,
+            "sla_card": self._sla_card,
             "decided": self._decided,
             "agent_reply": self._agent_reply,
             "reply_failed": self._reply_failed,
@@ -134,6 +138,31 @@ class SlackNotifier:
             blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": target}}, *blocks]
         return [self._thread(f"slack:bounced:{key}", ticket_id, "reply_failed", (text, blocks), create=hard),
                 self.card_refresh(f"slack:card:bounced:{key}", ticket_id, create=hard)]
+
+    def _sla_warning(self, ticket_id: int, key: str, *, metric: str, deadline: str, policy: str,
+                     used: int) -> list[Effect]:
+        return [self._thread(f"slack:{key}", ticket_id, "sla_warning", cards.sla_warning(metric, deadline, used),
+                             create=False),
+                self.card_refresh(f"slack:card:{key}", ticket_id, create=False)]
+
+    def _sla_breach(self, ticket_id: int, key: str, *, metric: str, deadline: str, policy: str,
+                    target: str) -> list[Effect]:
+        """A breach needs a person: the configured mention, in the thread (created if need be)."""
+        text, blocks = cards.sla_breach(metric, deadline, policy, target)
+        target_mention = mention(self.cfg.mention_for("sla_breach"))
+        if target_mention:
+            text = f"{target_mention} {text}"
+            blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": target_mention}}, *blocks]
+        return [self._thread(f"slack:{key}", ticket_id, "sla_breach", (text, blocks), create=True),
+                self.card_refresh(f"slack:card:{key}", ticket_id, create=True)]
+
+    def _sla_summary(self, ticket_id: int, key: str, *, policy: str, lines: list[str], paused: float) -> list[Effect]:
+        return [self._thread(f"slack:{key}", ticket_id, "sla_summary", cards.sla_summary(policy, lines, paused),
+                             create=False)]
+
+    def _sla_card(self, ticket_id: int, key: str) -> list[Effect]:
+        """The next deadline changed: re-render the card (it reads the text from the record)."""
+        return [self.card_refresh(f"slack:card:sla:{key}", ticket_id, create=False)]
 
     def _rated(self, ticket_id: int, key: str, *, answer: str) -> list[Effect]:
         return [self._thread(f"slack:rated:{key}", ticket_id, "rated", cards.rated(answer), create=False)]

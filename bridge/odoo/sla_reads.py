@@ -1,0 +1,85 @@
+"""The Odoo reads of the SLA monitor: tickets page by page and all their messages in one call
+per page, so a sweep costs O(pages) calls whatever the number of tickets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.odoo.rpc import OdooRPC, as_id
+from bridge.odoo.tickets import TicketDesk
+
+
+class SlaReader:
+    """Blocking, thread-safe reads for bridge/sla/monitor.py."""
+
+    def __init__(self, rpc: OdooRPC, desk: TicketDesk) -> None:
+        self._rpc = rpc
+        self._desk = desk
+        self._tags: dict[int, str] = {}
+        self._fields: list[str] | None = None
+
+    def _ticket_fields(self) -> list[str]:
+        """What a clock needs of a ticket, plus Enterprise's own ``sla_deadline`` where it exists."""
+        if self._fields is None:
+            profile = self._desk.profile
+            fields = ["create_date", "write_date", "priority", "stage_id", "tag_ids", "partner_id",
+                      profile.stage_date_field, profile.closed_date_field]
+            if profile.team_field:
+                fields.append(profile.team_field)
+            if profile.has_partner_email:
+                fields += ["partner_email", "partner_name"]
+            known = self._rpc.execute_kw(profile.model, "fields_get", [], {"attributes": ["type"]})
+            if "sla_deadline" in known:
+                fields.append("sla_deadline")
+            self._fields = list(dict.fromkeys(f for f in fields if f in known))
+        return self._fields
+
+    def _closed_leaf(self, closed: bool) -> tuple[str, str, bool]:
+        profile = self._desk.profile
+        flag = profile.closed_field.removeprefix("stage_id.")
+        return (f"stage_id.{'closed' if flag == profile.closed_field else flag}", "=", closed)
+
+    def open_tickets(self, after_id: int, limit: int) -> list[dict[str, Any]]:
+        """Open tickets (not in a closed stage) with an id above ``after_id``, by id."""
+        return self._rpc.execute_kw(self._desk.profile.model, "search_read", [[
+            self._closed_leaf(False), ("id", ">", after_id)]],
+            {"fields": self._ticket_fields(), "order": "id asc", "limit": limit})
+
+    def closed_since(self, stamp: str, after_id: int, limit: int) -> list[dict[str, Any]]:
+        """Closed tickets written at or after ``stamp`` (just closed, for their summaries)."""
+        return self._rpc.execute_kw(self._desk.profile.model, "search_read", [[
+            self._closed_leaf(True), ("write_date", ">=", stamp), ("id", ">", after_id)]],
+            {"fields": self._ticket_fields(), "order": "id asc", "limit": limit})
+
+    def created_since(self, stamp: str, after_id: int, limit: int) -> list[dict[str, Any]]:
+        """Tickets created at or after ``stamp``, open or closed (archived too), by id: a report's period."""
+        return self._rpc.execute_kw(self._desk.profile.model, "search_read", [[
+            ("create_date", ">=", stamp), ("id", ">", after_id)]],
+            {"fields": self._ticket_fields(), "order": "id asc", "limit": limit, "context": {"active_test": False}})
+
+    def tickets(self, ids: list[int]) -> list[dict[str, Any]]:
+        return self._rpc.execute_kw(self._desk.profile.model, "search_read", [[("id", "in", ids)]],
+                                    {"fields": self._ticket_fields(), "context": {"active_test": False}})
+
+    def messages(self, ticket_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        """The emails and comments of these tickets in one call, by ticket, oldest first."""
+        if not ticket_ids:
+            return {}
+        rows = self._rpc.execute_kw("mail.message", "search_read", [[
+            ("model", "=", self._desk.profile.model), ("res_id", "in", ticket_ids),
+            ("message_type", "in", ["email", "comment"])]],
+            {"fields": ["res_id", "date", "create_date", "message_type", "subtype_id", "author_id", "message_id"],
+             "order": "id asc"})
+        found: dict[int, list[dict[str, Any]]] = {i: [] for i in ticket_ids}
+        for row in rows:
+            found.setdefault(as_id(row.get("res_id") or 0), []).append(row)
+        return found
+
+    def tag_names(self, ids: set[int]) -> dict[int, str]:
+        """Tag id → name, cached (tags are rarely renamed; a rename shows after a restart)."""
+        unknown = sorted(i for i in ids if i not in self._tags)
+        if unknown:
+            rows = self._rpc.execute_kw(self._desk.profile.tag_model, "search_read", [[("id", "in", unknown)]],
+                                        {"fields": ["name"]})
+            self._tags.update({as_id(row["id"]): str(row.get("name") or "") for row in rows})
+        return {i: self._tags.get(i, "") for i in ids}

@@ -1,0 +1,110 @@
+"""A ticket's SLA clocks from what Odoo returns: its row, its messages (who wrote what when) and
+the pauses the monitor saw; shared by the monitor and ``bridge sla show``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from bridge.config import WEEKDAYS, Config
+from bridge.mail.thread_ids import ticket_from_message_id
+from bridge.odoo.changes import OdooChanges
+from bridge.odoo.rpc import as_id
+from bridge.odoo.tickets import TicketDesk
+from bridge.sla.calendar import BusinessCalendar, parse_hours
+from bridge.sla.clocks import Clock, TicketFacts, compute_clocks
+from bridge.sla.policy import Targets, match_policy
+
+METRIC_NAMES = {"first_response": "first response", "next_response": "next response", "resolution": "resolution"}
+
+
+def odoo_time(stamp: Any) -> datetime | None:
+    if not stamp:
+        return None
+    return datetime.strptime(str(stamp)[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def many2one(value: Any) -> tuple[int | None, str]:
+    if isinstance(value, (list, tuple)) and value:
+        return as_id(value[0]), str(value[1]) if len(value) > 1 and value[1] else ""
+    return (as_id(value), "") if value else (None, "")
+
+
+def sla_calendar(cfg: Config) -> BusinessCalendar:
+    """The team's working hours (``calendar:``) as SLA clocks count them."""
+    cal = cfg.calendar
+    return BusinessCalendar(cal.timezone, frozenset(WEEKDAYS.index(day) for day in cal.workdays),
+                            frozenset(cal.holidays), parse_hours(cal.hours))
+
+
+class SlaClocks:
+    """Policy, facts and clocks of a ticket read from Odoo. ``sla_of`` gives the ticket record's
+    SLA facts (the pauses seen), ``domain``/``secret`` recognise the bridge's agent mails."""
+
+    def __init__(self, cfg: Config, desk: TicketDesk, changes: OdooChanges, domain: str, secret: bytes,
+                 sla_of: Callable[[int], dict[str, Any]]) -> None:
+        self.cfg = cfg
+        self.desk = desk
+        self.changes = changes
+        self.domain = domain
+        self.secret = secret
+        self.sla_of = sla_of
+        self.business = sla_calendar(cfg)
+        self.always = BusinessCalendar.around_the_clock()
+
+    def calendar(self, targets: Targets) -> BusinessCalendar:
+        return self.always if targets.around_the_clock else self.business
+
+    def clocks_of(self, row: dict[str, Any], messages: list[dict[str, Any]], internal: set[int],
+                  tags: dict[int, str], pause_ids: set[int], now: datetime) -> tuple[Targets | None, list[Clock]]:
+        """The policy and clocks of one ticket as read (also for ``bridge sla show``)."""
+        targets = self._targets(row, tags)
+        if targets is None:
+            return None, []
+        facts = self._facts(row, messages, internal, pause_ids, self.sla_of(as_id(row["id"])))
+        return targets, compute_clocks(facts, targets, self.calendar(targets), now)
+
+    def _targets(self, row: dict[str, Any], tags: dict[int, str]) -> Targets | None:
+        profile = self.desk.profile
+        team = many2one(row.get(profile.team_field))[1] if profile.team_field else ""
+        return match_policy(self.cfg.sla.policies, priority=str(row.get("priority") or "0"),
+                            tags=[tags.get(as_id(t), "") for t in row.get("tag_ids") or []], team=team,
+                            customer_email=str(row.get("partner_email") or ""))
+
+    def _facts(self, row: dict[str, Any], messages: list[dict[str, Any]], internal: set[int], pause_ids: set[int],
+               sla: dict[str, Any]) -> TicketFacts:
+        profile = self.desk.profile
+        conversation: list[tuple[str, datetime]] = []
+        for message in sorted(messages, key=lambda m: as_id(m["id"])):
+            when = odoo_time(message.get("date") or message.get("create_date"))
+            if when is None:
+                continue
+            author = many2one(message.get("author_id"))[0]
+            if self._agent_mail(str(message.get("message_id") or "")):
+                conversation.append(("agent", when))  # an agent's answer sent by the bridge (Slack, emailed)
+            elif message.get("message_type") == "comment":
+                subtype = many2one(message.get("subtype_id"))[0]
+                if author in internal and subtype == self.changes.discussion_subtype():
+                    conversation.append(("agent", when))
+            elif message.get("message_type") == "email" and author not in internal:
+                conversation.append(("customer", when))
+        stage_id = many2one(row.get("stage_id"))[0]
+        entered = odoo_time(row.get(profile.stage_date_field)) or odoo_time(row.get("write_date"))
+        closed = self.desk.stage_closed(stage_id)
+        pauses = tuple((odoo_time(a), odoo_time(b)) for a, b in sla.get("pauses") or [])
+        return TicketFacts(
+            ticket_id=as_id(row["id"]), created=odoo_time(row.get("create_date")) or entered,
+            conversation=tuple(conversation),
+            pauses=tuple(p for p in pauses if p[0] and p[1]),  # type: ignore[misc]
+            paused_since=entered if stage_id in pause_ids and not closed else None,
+            closed_at=(odoo_time(row.get(profile.closed_date_field)) or entered) if closed else None,
+        )
+
+    def _agent_mail(self, message_id: str) -> bool:
+        return message_id.startswith("<hd.agent.") and ticket_from_message_id(
+            message_id, self.domain, self.secret) is not None

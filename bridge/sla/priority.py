@@ -1,0 +1,35 @@
+"""The priority of a new ticket from ``sla.priority_rules`` (bridge/sla/policy.py), written to
+its ``priority`` field once, as it is created; agents may change it later and the SLA clocks
+follow (the monitor reads the priority at every sweep)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bridge.pipeline.context import Context
+from bridge.pipeline.job import Job
+from bridge.sla.policy import priority_for
+
+log = logging.getLogger("bridge.sla")
+
+
+class PriorityStage:
+    """Set the priority of a new ticket when a rule matches; the rule's decision is journaled."""
+
+    name = "priority"
+    journal = True
+
+    async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
+        rules = ctx.cfg.sla.priority_rules
+        if not rules or not job.result("ticket").get("new"):
+            return {}
+        email, ticket = job.email_and_ticket()
+        category = "login" if job.result("login").get("login") else "other"
+        priority = priority_for(rules, customer_email=email.from_addr, mailbox=ctx.cfg.imap.folder, category=category,
+                                subject=email.subject, subject_urgency=ctx.cfg.sla.subject_urgency)
+        if priority is None:
+            return {}
+        await ctx.odoo(ctx.desk.set_priority, ticket, priority)
+        log.info("%s: ticket %s priority %s by sla.priority_rules", job.key, ticket, priority)
+        return {"priority": priority}
