@@ -360,6 +360,7 @@ class SlaConfig(_Section):
     enabled: bool = False
     policies: tuple[SlaPolicy, ...] = ()
     pause_stages: tuple[str, ...] = ()  # "waiting on the customer": the resolution clock stops
+    resume_stage: str = ""  # a customer's email on a ticket in a pause (or follow-up waiting) stage moves it here
     warn_at: tuple[float, ...] = (0.75, 0.9)  # fractions of a target
     warn_before: tuple[str, ...] = ()  # lead times before a deadline, e.g. [1h]
     quiet_hours: tuple[str, ...] = ()  # local times when warnings wait (breaches never do), e.g. [20:00-24:00, 00:00-08:00]

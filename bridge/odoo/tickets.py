@@ -377,14 +377,16 @@ class TicketDesk:
         }
 
     def closure(self, ticket_id: int) -> dict[str, Any] | None:
-        """Whether the ticket is closed and since when (Odoo's UTC stamp, "" if unknown); None if
-        there is no such ticket. One read; the stage's flag is memoised."""
+        """Whether the ticket is closed and since when (Odoo's UTC stamp, "" if unknown), and its
+        stage id; None if there is no such ticket. One read; the stage's flag is memoised."""
         profile = self.profile
         found = self._read_by_id(profile.model, ticket_id, ["stage_id", profile.closed_date_field])
         if not found:
             return None
-        closed = self.stage_closed(self._many2one_id(found[0].get("stage_id")))
-        return {"closed": closed, "closed_at": str(found[0].get(profile.closed_date_field) or "") if closed else ""}
+        stage_id = self._many2one_id(found[0].get("stage_id"))
+        closed = self.stage_closed(stage_id)
+        return {"closed": closed, "stage_id": stage_id,
+                "closed_at": str(found[0].get(profile.closed_date_field) or "") if closed else ""}
 
     def _priority_labels(self) -> dict[str, str]:
         """The ticket model's priority selection, key → label (in the API user's language), once per desk."""

@@ -271,9 +271,10 @@ class RecordStage:
 
 
 class ReopenStage:
-    """A customer's reply to a closed ticket reopens it (conversation.reopen_stage); a new ticket
-    that follows one closed too long ago gets a note on each, pointing to the other. Auto-replies
-    and other mail the guard only records never reopen anything."""
+    """A customer's reply to a closed ticket reopens it (conversation.reopen_stage), and to a
+    ticket waiting on them moves it on (sla.resume_stage); a new ticket that follows one closed
+    too long ago gets a note on each, pointing to the other. Auto-replies and other mail the
+    guard only records never move anything."""
 
     name = "reopen"
     journal = True
@@ -289,18 +290,27 @@ class ReopenStage:
                     "body": f"<p><b>{text} {other}</b> ({escape(email.key)} {on})</p>"}))
             return {"follows": follows}
         stage = ctx.cfg.conversation.reopen_stage
-        if job.result("ticket").get("new") or not stage:
+        resume = ctx.cfg.sla.resume_stage
+        if job.result("ticket").get("new") or not (stage or resume):
             return {}
         if job.result("guard").get("action") != GuardAction.PROCESS.value:
             return {"skipped": "not reopened by mail the guard only records"}
         closure = await ctx.odoo(ctx.desk.closure, ticket)
-        if not closure or not closure["closed"]:
+        if not closure:
             return {}
-        await bridge_set_stage(ctx, ticket, stage)
-        ctx.tickets.update_odoo(ticket, closed=False, by_bridge=True)
-        ctx.notify("reopened", ticket, job.key, by=email.from_name or email.from_addr)
-        log.info("%s: ticket %s reopened into %r by the customer's reply", job.key, ticket, stage)
-        return {"reopened": stage}
+        if closure["closed"] and stage:
+            await bridge_set_stage(ctx, ticket, stage)
+            ctx.tickets.update_odoo(ticket, closed=False, by_bridge=True)
+            ctx.notify("reopened", ticket, job.key, by=email.from_name or email.from_addr)
+            log.info("%s: ticket %s reopened into %r by the customer's reply", job.key, ticket, stage)
+            return {"reopened": stage}
+        waiting = (*ctx.cfg.sla.pause_stages, *ctx.cfg.follow_ups.waiting_stages)
+        if resume and not closure["closed"] and waiting and closure["stage_id"] in {
+                await ctx.odoo(ctx.desk.stage_id, name) for name in waiting}:
+            await bridge_set_stage(ctx, ticket, resume)
+            log.info("%s: ticket %s was waiting on the customer, who answered: moved to %r", job.key, ticket, resume)
+            return {"resumed": resume}
+        return {}
 
 
 class AcknowledgeStage:

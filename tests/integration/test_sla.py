@@ -216,3 +216,19 @@ def test_sla_show_and_report_print_the_clocks_beside_a_running_bridge(bridge_fac
     [row] = [line for line in report.stdout.splitlines() if "first response" in line]
     assert row.split()[:2] == ["Standard", "0"] and row.split()[4:7] == ["1", "0", "0"]  # met, missed, breached
     assert waiting != answered
+
+
+def test_the_customers_answer_moves_a_waiting_ticket_on_and_ends_the_pause(bridge_factory, mailbox, odoo, sink, slack):
+    from tests.integration.test_conversation import stage_of
+
+    clock = Clock()
+    agent = Agent(odoo)
+    agent.call("helpdesk.stage", "create", [{"name": "Waiting on Customer", "sequence": 3}])
+    bridge = start(bridge_factory, slack, clock, pause_stages=["Waiting on Customer"], resume_stage="In Progress")
+    ticket, ack = opened(bridge, mailbox, odoo, sink)
+    agent.stage(ticket, "Waiting on Customer")
+    wait_until(lambda: bridge.app.ctx.tickets.get(ticket).sla.get("held_since"), what="the pause seen")
+    reply_to(mailbox, ack)
+    assert stage_of(odoo, ticket) == "In Progress"
+    [pause] = wait_until(lambda: bridge.app.ctx.tickets.get(ticket).sla.get("pauses"), what="the pause recorded")
+    assert pause[0] <= pause[1]
