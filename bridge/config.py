@@ -349,6 +349,7 @@ class PriorityRule(_Section):
 
     priority: Literal["0", "1", "2", "3"]
     customer_domains: tuple[str, ...] = ()
+    partner_tags: tuple[str, ...] = ()  # any of these tags on the customer's partner in Odoo (e.g. VIP)
     mailboxes: tuple[str, ...] = ()  # IMAP folders
     categories: tuple[Literal["login", "other"], ...] = ()  # what the classifier found
     subject_words: tuple[str, ...] = ()  # only with sla.subject_urgency: true

@@ -639,6 +639,15 @@ class TicketDesk:
         self._rpc.execute_kw(self.profile.model, "write", [[ticket_id], {"stage_id": stage_id}])
         return stage_id
 
+    def partner_tags(self, partner_id: int) -> list[str]:
+        """The names of a partner's tags (``res.partner.category_id``): VIP customers and the like."""
+        found = self._read_by_id("res.partner", partner_id, ["category_id"])
+        ids = [as_id(i) for i in (found[0].get("category_id") or [])] if found else []
+        if not ids:
+            return []
+        rows = self._rpc.execute_kw("res.partner.category", "search_read", [[("id", "in", ids)]], {"fields": ["name"]})
+        return [str(row.get("name") or "") for row in rows]
+
     def set_priority(self, ticket_id: int, priority: str) -> None:
         """Write the ticket's priority (a selection key, "0" … "3"); not written again when it already has it."""
         current = self._read_by_id(self.profile.model, ticket_id, ["priority"])

@@ -272,7 +272,12 @@ def _base(version: int) -> list[ModelSpec]:
             "parent_id": m2o("res.partner", "Related Company"), "child_ids": o2m("res.partner", "parent_id", "Contact"),
             "comment": html("Notes"), "lang": char("Language", default="en_US"),
             "user_ids": o2m("res.users", "partner_id", "Users"),
+            "category_id": m2m("res.partner.category", "Tags"),
         }), order="name, id desc", parent_name="parent_id", mail_thread=True),
+        ModelSpec("res.partner.category", "Partner Tags", {
+            "name": char("Tag Name", required=True), "color": integer("Color"), "active": ACTIVE,
+            "parent_id": m2o("res.partner.category", "Parent Category"),
+        }, order="name"),
         ModelSpec("res.users", "User", {
             "login": char("Login", required=True), "name": char("Name", required=True),
             "partner_id": m2o("res.partner", "Related Partner", required=True),

@@ -47,7 +47,7 @@ def match_policy(policies: Iterable[SlaPolicy], *, priority: str, tags: Iterable
 
 
 def priority_for(rules: Iterable[PriorityRule], *, customer_email: str, mailbox: str, category: str, subject: str,
-                 subject_urgency: bool) -> str | None:
+                 subject_urgency: bool, partner_tags: Iterable[str] = ()) -> str | None:
     """The priority key of the first rule that matches a new ticket, or None (Odoo's default).
     Subject words count only with ``subject_urgency`` on: a customer must not be able to make
     every ticket urgent by writing URGENT unless the team wants that."""
@@ -56,6 +56,8 @@ def priority_for(rules: Iterable[PriorityRule], *, customer_email: str, mailbox:
         if not _any(rule.customer_domains, [_domain(customer_email)]) or not _any(rule.mailboxes, [mailbox]):
             continue
         if rule.categories and category not in rule.categories:
+            continue
+        if not _any(rule.partner_tags, partner_tags):
             continue
         if rule.subject_words and not (subject_urgency and any(ascii_lower(w) in folded for w in rule.subject_words)):
             continue

@@ -26,8 +26,10 @@ class PriorityStage:
             return {}
         email, ticket = job.email_and_ticket()
         category = "login" if job.result("login").get("login") else "other"
+        partner = job.result("ticket").get("partner")
+        tags = await ctx.odoo(ctx.desk.partner_tags, partner) if partner and any(r.partner_tags for r in rules) else []
         priority = priority_for(rules, customer_email=email.from_addr, mailbox=ctx.cfg.imap.folder, category=category,
-                                subject=email.subject, subject_urgency=ctx.cfg.sla.subject_urgency)
+                                subject=email.subject, subject_urgency=ctx.cfg.sla.subject_urgency, partner_tags=tags)
         if priority is None:
             return {}
         await ctx.odoo(ctx.desk.set_priority, ticket, priority)

@@ -232,3 +232,15 @@ def test_the_customers_answer_moves_a_waiting_ticket_on_and_ends_the_pause(bridg
     assert stage_of(odoo, ticket) == "In Progress"
     [pause] = wait_until(lambda: bridge.app.ctx.tickets.get(ticket).sla.get("pauses"), what="the pause recorded")
     assert pause[0] <= pause[1]
+
+
+def test_a_vip_partner_tag_makes_a_new_ticket_urgent(bridge_factory, mailbox, odoo, sink, slack):
+    agent = Agent(odoo)
+    vip = agent.call("res.partner.category", "create", [{"name": "VIP"}])
+    agent.call("res.partner", "create", [{"name": "Carol", "email": "carol@customer.example",
+                                         "category_id": [(6, 0, [vip])]}])
+    bridge = start(bridge_factory, slack, Clock(), priority_rules=[{"priority": "3", "partner_tags": ["vip"]}])
+    carol, _ = opened(bridge, mailbox, odoo, sink, sender="Carol <carol@customer.example>", subject="from a VIP")
+    other, _ = opened(bridge, mailbox, odoo, sink, subject="from someone else")
+    priority = {t["id"]: t["priority"] for t in odoo.records("helpdesk.ticket")}
+    assert priority[carol] == "3" and priority[other] != "3"
