@@ -29,6 +29,7 @@ bench: test-deps
 	$(PY) bench/slack
 	$(PY) bench/classify
 	$(PY) bench/odoo-watch
+	$(PY) bench/sla
 
 clean:
 	rm -rf $(VENV) build *.egg-info

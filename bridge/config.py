@@ -367,6 +367,9 @@ class SlaConfig(_Section):
     quiet_hours: tuple[str, ...] = ()  # local times when warnings wait (breaches never do), e.g. [20:00-24:00, 00:00-08:00]
     check_seconds: float = Field(default=60.0, gt=0)
     page_size: int = Field(default=500, ge=1, le=5000)
+    # Events due this long before the SLA was first switched on are recorded, not told: the first
+    # sweep over an old backlog must not flood Slack and Odoo with breaches nobody can act on.
+    backfill_hours: float = Field(default=24.0, ge=0)
     breach_tags: dict[Literal["first_response", "next_response", "resolution"], str] = Field(default_factory=lambda: {
         "first_response": "SLA first response breached", "next_response": "SLA next response breached",
         "resolution": "SLA resolution breached"})

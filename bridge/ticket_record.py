@@ -72,6 +72,11 @@ class TicketBook:
         data = self.table.get(str(ticket_id))
         return TicketRecord.from_dict(data) if data else None
 
+    def get_many(self, ticket_ids: list[int]) -> dict[int, TicketRecord]:
+        """The records of these tickets that exist, in one read."""
+        return {int(key): TicketRecord.from_dict(data)
+                for key, data in self.table.get_many([str(i) for i in ticket_ids]).items() if data}
+
     def _save(self, record: TicketRecord, *, durable: bool = False) -> TicketRecord:
         record.updated_at = time.time()
         self.table.put(str(record.ticket_id), record.to_dict(), durable=durable)

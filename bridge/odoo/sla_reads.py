@@ -3,10 +3,14 @@ per page, so a sweep costs O(pages) calls whatever the number of tickets."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from bridge.errors import AccessDenied
 from bridge.odoo.rpc import OdooRPC, as_id
 from bridge.odoo.tickets import TicketDesk
+
+log = logging.getLogger("bridge.sla")
 
 
 class SlaReader:
@@ -17,6 +21,7 @@ class SlaReader:
         self._desk = desk
         self._tags: dict[int, str] = {}
         self._fields: list[str] | None = None
+        self._tracking: bool | None = None  # whether mail.tracking.value is readable (None: not asked yet)
 
     def _ticket_fields(self) -> list[str]:
         """What a clock needs of a ticket, plus Enterprise's own ``sla_deadline`` where it exists."""
@@ -74,6 +79,39 @@ class SlaReader:
         for row in rows:
             found.setdefault(as_id(row.get("res_id") or 0), []).append(row)
         return found
+
+    def stage_history(self, ticket_ids: list[int]) -> dict[int, list[tuple[str, int, int]]] | None:
+        """Every stage change of these tickets from Odoo's chatter tracking (mail.tracking.value):
+        ``(UTC stamp, old stage id, new stage id)`` per ticket, oldest first, in one call. None
+        when the bridge's Odoo user may not read tracking (Odoo restricts it to administrators in
+        some versions): the monitor then counts the pauses it saw itself."""
+        if not ticket_ids or self._tracking is False:
+            return None if self._tracking is False else {}
+        field = "field" if self._rpc.server_major < 17 else "field_id"
+        model = self._desk.profile.model
+        try:
+            rows = self._rpc.execute_kw("mail.tracking.value", "search_read", [[
+                (f"{field}.name", "=", "stage_id"), (f"{field}.model", "=", model),
+                ("mail_message_id.model", "=", model), ("mail_message_id.res_id", "in", ticket_ids)]],
+                {"fields": ["mail_message_id", "old_value_integer", "new_value_integer", "create_date"],
+                 "order": "id asc"})
+            messages = self._rpc.execute_kw("mail.message", "search_read", [[
+                ("id", "in", sorted({as_id(r["mail_message_id"][0]) for r in rows if r.get("mail_message_id")}))]],
+                {"fields": ["res_id", "date"]}) if rows else []
+        except AccessDenied:
+            log.warning("sla: the Odoo user may not read stage tracking (mail.tracking.value): pauses are "
+                        "counted from what the bridge saw; give it Settings access for Odoo's full history")
+            self._tracking = False
+            return None
+        self._tracking = True
+        of = {as_id(m["id"]): (as_id(m.get("res_id") or 0), str(m.get("date") or "")) for m in messages}
+        history: dict[int, list[tuple[str, int, int]]] = {i: [] for i in ticket_ids}
+        for row in rows:
+            ticket, when = of.get(as_id(row["mail_message_id"][0]), (0, ""))
+            if ticket in history:
+                history[ticket].append((when or str(row.get("create_date") or ""), int(row.get("old_value_integer") or 0),
+                                        int(row.get("new_value_integer") or 0)))
+        return history
 
     def tag_names(self, ids: set[int]) -> dict[int, str]:
         """Tag id → name, cached (tags are rarely renamed; a rename shows after a restart)."""

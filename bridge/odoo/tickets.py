@@ -593,6 +593,11 @@ class TicketDesk:
         known as emailed for as long as it exists). Needs write access to mail.message."""
         self._rpc.execute_kw("mail.message", "write", [[odoo_message_id], {"message_id": message_id}])
 
+    def message_id_of(self, odoo_message_id: int) -> str:
+        """The Message-ID a chatter message carries now ("" if it is gone)."""
+        found = self._read_by_id("mail.message", odoo_message_id, ["message_id"])
+        return str(found[0].get("message_id") or "") if found else ""
+
     def has_note(self, ticket_id: int, marker: str) -> bool:
         """Whether a recent comment or note on the ticket shows ``marker``: makes a retried note idempotent.
 

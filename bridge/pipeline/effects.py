@@ -73,6 +73,12 @@ class Effects:
         reason noted on the ticket (the ticket exists: a reply problem never undoes it). An address
         that bounced hard lately (bridge/mail/bounces.py) is not mailed: the mail is skipped when it
         is the customer's, a Cc is left off the envelope."""
+        odoo_message = payload.get("odoo_message")
+        if attempt and odoo_message and await self.ctx.odoo(self.ctx.desk.message_id_of, odoo_message) == \
+                payload["message_id"]:  # written back after the send: it went out before a restart
+            log.info("ticket %s: %s %s was sent before a restart: not sent again", payload["ticket"],
+                     payload.get("kind", "mail"), payload["message_id"])
+            return []
         suppressions = Suppressions(self.ctx.store.meta)
         blocked = {address: entry for address in payload["recipients"] if (entry := suppressions.active(address))}
         if payload["recipients"][0] in blocked:

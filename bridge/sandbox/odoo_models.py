@@ -298,7 +298,19 @@ def _base(version: int) -> list[ModelSpec]:
             "message_id": char("Message-Id", readonly=True), "reply_to": char("Reply-To"),
             "parent_id": m2o("mail.message", "Parent Message"),
             "partner_ids": m2m("res.partner", "Recipients"), "attachment_ids": m2m("ir.attachment", "Attachments"),
+            "tracking_value_ids": o2m("mail.tracking.value", "mail_message_id", "Tracking values"),
         }, order="id desc", rec_name="record_name"),
+        ModelSpec("ir.model.fields", "Fields", {
+            "name": char("Field Name", required=True), "model": char("Model Name", required=True),
+            "ttype": char("Field Type"), "field_description": char("Field Label"),
+        }, order="name"),
+        # Odoo 16 names the changed field "field", 17+ "field_id" (both many2one ir.model.fields).
+        ModelSpec("mail.tracking.value", "Mail Tracking Value", {
+            "field" if version < 17 else "field_id": m2o("ir.model.fields", "Changed Field"),
+            "old_value_integer": integer("Old Value Integer"), "new_value_integer": integer("New Value Integer"),
+            "old_value_char": char("Old Value Char"), "new_value_char": char("New Value Char"),
+            "mail_message_id": m2o("mail.message", "Message ID"),
+        }, order="id desc"),
         ModelSpec("ir.attachment", "Attachment", {
             "name": char("Name", required=True), "description": text("Description"),
             "res_model": char("Resource Model"), "res_id": integer("Resource ID"),
@@ -353,6 +365,9 @@ def seed(db: Database) -> None:
     note = create("mail.message.subtype", {"name": "Note", "sequence": 100, "internal": True, "default": False})
     xmlid("mail", "mt_comment", "mail.message.subtype", comment)
     xmlid("mail", "mt_note", "mail.message.subtype", note)
+    for model in ("helpdesk.ticket", "project.task"):  # the tracked stage fields
+        create("ir.model.fields", {"name": "stage_id", "model": model, "ttype": "many2one",
+                                   "field_description": "Stage"})
     if db.flavour == "enterprise":
         stages = [create("helpdesk.stage", {"name": name, "sequence": seq, "fold": fold})
                   for name, seq, fold in (("New", 1, False), ("In Progress", 2, False),

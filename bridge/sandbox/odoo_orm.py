@@ -280,6 +280,20 @@ class Database(RecordStore):
         elif model == "ir.attachment" and not vals.get("mimetype"):
             vals["mimetype"] = mimetypes.guess_type(vals.get("name") or "")[0] or "application/octet-stream"
 
+    def _track_stage(self, model: str, rec: dict[str, Any], old_stage: Any) -> None:
+        """mail.thread tracking: a stage change is a notification on the chatter with its old and
+        new value (mail.tracking.value), by the user who wrote it."""
+        field_ids = self.search("ir.model.fields", [("model", "=", model), ("name", "=", "stage_id")], limit=1)
+        user = self.data["res.users"].get(self.uid) or {}
+        message = self.create("mail.message", {
+            "model": model, "res_id": rec["id"], "message_type": "notification", "body": "",
+            "author_id": user.get("partner_id") or False, "date": now_utc(),
+            "subtype_id": self.xmlid_to_res_id("mail.mt_note") or False})
+        self.create("mail.tracking.value", {
+            "field" if self.version < 17 else "field_id": field_ids[0] if field_ids else False,
+            "old_value_integer": int(old_stage or 0), "new_value_integer": int(rec.get("stage_id") or 0),
+            "mail_message_id": message})
+
     def _after_write(self, model: str, rec: dict[str, Any], vals: dict[str, Any], old: dict[str, Any] | None) -> None:
         """Side effects of create (old is None) and write: stage dates, partner sync, attachment size."""
         stamp = now_utc()
@@ -304,6 +318,8 @@ class Database(RecordStore):
                 self.write("res.partner", [partner["id"]], {"email": rec["partner_email"]})
         elif model == "project.task" and stage_moved:
             rec["date_last_stage_update"] = stamp
+        if stage_moved and old is not None and model in ("helpdesk.ticket", "project.task"):
+            self._track_stage(model, rec, old.get("stage_id"))
         elif model == "ir.attachment" and vals.get("datas"):
             try:
                 rec["file_size"] = len(base64.b64decode(rec["datas"], validate=False))

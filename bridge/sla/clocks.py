@@ -13,6 +13,7 @@ from bridge.sla.calendar import BusinessCalendar
 from bridge.sla.policy import Targets
 
 Interval = tuple[datetime, datetime]
+EPSILON = 1e-6  # seconds: the calendar's arithmetic is exact to the microsecond
 
 
 @dataclass(frozen=True)
@@ -90,17 +91,19 @@ def _clock(calendar: BusinessCalendar, metric: str, cycle: str, start: datetime,
            stop: datetime | None, now: datetime, pauses: tuple[Interval, ...] = (),
            paused_since: datetime | None = None, cancelled: bool = False) -> Clock:
     pauses = tuple(p for p in pauses if p[1] > start)
+    # Breached once more working time than the target has passed: an answer in the evening after
+    # a deadline at closing time used no more working time than allowed, so it is in time.
     if stop is not None:
         deadline = reach(calendar, start, pauses, None, target)
-        state = "cancelled" if cancelled else "met" if deadline is None or stop <= deadline else "missed"
-        return Clock(metric, cycle, start, target, deadline, stop, used(calendar, start, stop, pauses, None), state,
-                     pauses)
+        spent = used(calendar, start, stop, pauses, None)
+        state = "cancelled" if cancelled else "met" if spent <= target + EPSILON else "missed"
+        return Clock(metric, cycle, start, target, deadline, stop, spent, state, pauses)
     deadline = reach(calendar, start, pauses, paused_since, target)
     spent = used(calendar, start, now, pauses, paused_since)
     if deadline is None:
         state = "paused"
     else:
-        state = "breached" if now >= deadline else "paused" if paused_since else "running"
+        state = "breached" if spent > target + EPSILON else "paused" if paused_since else "running"
     return Clock(metric, cycle, start, target, deadline, None, spent, state, pauses, paused_since)
 
 

@@ -61,13 +61,41 @@ class SlaClocks:
         return self.always if targets.around_the_clock else self.business
 
     def clocks_of(self, row: dict[str, Any], messages: list[dict[str, Any]], internal: set[int],
-                  tags: dict[int, str], pause_ids: set[int], now: datetime) -> tuple[Targets | None, list[Clock]]:
-        """The policy and clocks of one ticket as read (also for ``bridge sla show``)."""
+                  tags: dict[int, str], pause_ids: set[int], now: datetime,
+                  history: list[tuple[str, int, int]] | None = None,
+                  sla: dict[str, Any] | None = None) -> tuple[Targets | None, list[Clock]]:
+        """The policy and clocks of one ticket as read (also for ``bridge sla show``); ``history``:
+        its stage changes from Odoo's tracking, or None to use the pauses the monitor saw;
+        ``sla``: the record's SLA facts when the caller has them (else ``sla_of`` is asked)."""
         targets = self._targets(row, tags)
         if targets is None:
             return None, []
-        facts = self._facts(row, messages, internal, pause_ids, self.sla_of(as_id(row["id"])))
+        facts = self._facts(row, messages, internal, pause_ids,
+                            self.sla_of(as_id(row["id"])) if sla is None else sla, history)
         return targets, compute_clocks(facts, targets, self.calendar(targets), now)
+
+    def _held(self, stage_id: int | None, pause_ids: set[int]) -> bool:
+        return bool(stage_id) and (stage_id in pause_ids or self.desk.stage_closed(stage_id))
+
+    def _tracked_pauses(self, created: datetime, history: list[tuple[str, int, int]], pause_ids: set[int],
+                        closed_at: datetime | None) -> tuple[tuple[tuple[datetime, datetime], ...], datetime | None]:
+        """The finished holds (waiting on the customer, or closed and reopened) from the stage
+        history, and when the current one began (None if none is going on)."""
+        pauses: list[tuple[datetime, datetime]] = []
+        began = created if history and self._held(history[0][1], pause_ids) else None
+        for stamp, _, new in history:
+            when = odoo_time(stamp)
+            if when is None:
+                continue
+            if self._held(new, pause_ids):
+                began = began or when
+            elif began is not None:
+                pauses.append((began, when))
+                began = None
+        if closed_at is not None and began is not None and began < closed_at:  # waited, then closed
+            pauses.append((began, closed_at))
+            began = None
+        return tuple(pauses), began
 
     def _targets(self, row: dict[str, Any], tags: dict[int, str]) -> Targets | None:
         profile = self.desk.profile
@@ -77,7 +105,7 @@ class SlaClocks:
                             customer_email=str(row.get("partner_email") or ""))
 
     def _facts(self, row: dict[str, Any], messages: list[dict[str, Any]], internal: set[int], pause_ids: set[int],
-               sla: dict[str, Any]) -> TicketFacts:
+               sla: dict[str, Any], history: list[tuple[str, int, int]] | None = None) -> TicketFacts:
         profile = self.desk.profile
         conversation: list[tuple[str, datetime]] = []
         for message in sorted(messages, key=lambda m: as_id(m["id"])):
@@ -96,14 +124,17 @@ class SlaClocks:
         stage_id = many2one(row.get("stage_id"))[0]
         entered = odoo_time(row.get(profile.stage_date_field)) or odoo_time(row.get("write_date"))
         closed = self.desk.stage_closed(stage_id)
-        pauses = tuple((odoo_time(a), odoo_time(b)) for a, b in sla.get("pauses") or [])
-        return TicketFacts(
-            ticket_id=as_id(row["id"]), created=odoo_time(row.get("create_date")) or entered,
-            conversation=tuple(conversation),
-            pauses=tuple(p for p in pauses if p[0] and p[1]),  # type: ignore[misc]
-            paused_since=entered if stage_id in pause_ids and not closed else None,
-            closed_at=(odoo_time(row.get(profile.closed_date_field)) or entered) if closed else None,
-        )
+        created = odoo_time(row.get("create_date")) or entered
+        closed_at = (odoo_time(row.get(profile.closed_date_field)) or entered) if closed else None
+        paused_since = entered if stage_id in pause_ids and not closed else None
+        if history is not None:
+            pauses, began = self._tracked_pauses(created, history, pause_ids, closed_at)
+            paused_since = (began or entered) if paused_since else None
+        else:
+            seen = tuple((odoo_time(a), odoo_time(b)) for a, b in sla.get("pauses") or [])
+            pauses = tuple(p for p in seen if p[0] and p[1])  # type: ignore[misc]
+        return TicketFacts(ticket_id=as_id(row["id"]), created=created, conversation=tuple(conversation),
+                           pauses=pauses, paused_since=paused_since, closed_at=closed_at)
 
     def _agent_mail(self, message_id: str) -> bool:
         return message_id.startswith("<hd.agent.") and ticket_from_message_id(

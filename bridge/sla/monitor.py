@@ -38,6 +38,8 @@ from bridge.ticket_record import TicketRecord
 log = logging.getLogger("bridge.sla")
 
 CLOSED_LOOKBACK = timedelta(minutes=10)
+STARTED = "sla_started"  # meta: when the monitor first swept (events long before it are history)
+YIELD_EVERY = 25  # tickets handled between two yields to the event loop
 
 
 @dataclass
@@ -49,6 +51,7 @@ class SweepReport:
     warnings: int = 0
     breaches: int = 0
     summaries: int = 0
+    history: int = 0  # events from before the SLA was switched on, recorded without telling anyone
 
 
 class SlaMonitor:
@@ -66,6 +69,7 @@ class SlaMonitor:
         self.sweeps = 0
         self._last_sweep: datetime | None = None
         self._unknown_stages: set[str] = set()
+        self._history_line = datetime.min.replace(tzinfo=UTC)
 
     async def run(self) -> None:
         every = self.ctx.cfg.sla.check_seconds
@@ -85,6 +89,7 @@ class SlaMonitor:
         ctx, cfg = self.ctx, self.ctx.cfg.sla
         now = datetime.fromtimestamp(self.clock(), UTC)
         report = SweepReport()
+        self._history_line = self._history_before(now)
         pause_ids = await self._pause_stages()
         after = 0
         while True:
@@ -133,58 +138,82 @@ class SlaMonitor:
         for stage_id in {many2one(r.get("stage_id"))[0] for r in rows}:
             await ctx.odoo(ctx.desk.stage_closed, stage_id)
         tags = await ctx.odoo(self.reader.tag_names, {as_id(t) for r in rows for t in r.get("tag_ids") or []})
-        for row in rows:
+        history = await ctx.odoo(self.reader.stage_history, [as_id(r["id"]) for r in rows])
+        for changes in (history or {}).values():
+            for stage_id in {stage for _, old, new in changes for stage in (old, new) if stage}:
+                await ctx.odoo(ctx.desk.stage_closed, stage_id)  # memoised off the loop
+        records = ctx.tickets.get_many([as_id(r["id"]) for r in rows])  # one read for the page
+        for count, row in enumerate(rows, 1):
             report.tickets += 1
-            self._ticket(row, messages.get(as_id(row["id"]), []), internal, tags, pause_ids, now, report,
-                         closed=closed)
+            ticket_id = as_id(row["id"])
+            self._ticket(row, records.get(ticket_id), messages.get(ticket_id, []), internal, tags, pause_ids, now,
+                         report, closed=closed, history=None if history is None else history.get(ticket_id, []))
+            if count % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let email intake and Slack run between slices of the page
+        ctx.store.tickets.commit(durable=True)  # the events posted on this page: once, whatever happens
 
     # ------------------------------------------------------------------ one ticket
 
-    def _ticket(self, row: dict[str, Any], messages: list[dict[str, Any]], internal: set[int], tags: dict[int, str],
-                pause_ids: set[int], now: datetime, report: SweepReport, *, closed: bool) -> None:
+    def _ticket(self, row: dict[str, Any], record: TicketRecord | None, messages: list[dict[str, Any]],
+                internal: set[int], tags: dict[int, str], pause_ids: set[int], now: datetime, report: SweepReport, *,
+                closed: bool, history: list[tuple[str, int, int]] | None) -> None:
         ticket_id = as_id(row["id"])
-        self._track_pauses(ticket_id, row, pause_ids)
-        targets, clocks = self.engine.clocks_of(row, messages, internal, tags, pause_ids, now)
+        if record is not None:
+            record = self._track_pauses(record, row, pause_ids)
+        targets, clocks = self.engine.clocks_of(row, messages, internal, tags, pause_ids, now, history,
+                                                sla=record.sla if record else {})
         if targets is None:
             return
         cfg = self.ctx.cfg.sla
         calendar = self.engine.calendar(targets)
         events = due_events(clocks, calendar, now, warn_at=cfg.warn_at,
                             warn_before=tuple(duration_seconds(lead) for lead in cfg.warn_before))
-        record = self.ctx.tickets.get(ticket_id)
         posted = set((record.sla.get("posted") if record else None) or [])
         quiet = self._quiet(now)
+        history_before = self._history_line
         for event in events:
             key = f"sla:{ticket_id}:{event.key}"
             if key in posted or (event.kind == "warning" and (quiet or closed)):
                 continue
             record = record or self._record(row)
-            self._post(record.ticket_id, key, event.kind, event.clock, targets, row)
+            if event.moment >= history_before:
+                self._post(ticket_id, key, event.kind, event.clock, targets, row)
+                report.breaches += event.kind == "breach"
+                report.warnings += event.kind == "warning"
+            else:  # from before the SLA was switched on: kept for reports, told to nobody
+                report.history += 1
             posted.add(key)
-            self.ctx.tickets.update_sla(ticket_id, durable=True, posted=sorted(posted))
-            report.breaches += event.kind == "breach"
-            report.warnings += event.kind == "warning"
+            record = self.ctx.tickets.update_sla(ticket_id, posted=sorted(posted)) or record
         if closed:
-            report.summaries += self._summary(ticket_id, row, clocks, targets, posted)
+            report.summaries += self._summary(record, clocks, targets, posted)
         elif record is not None:
-            self._card(record.ticket_id, clocks, now, posted)
+            self._card(record, clocks, posted)
 
-    def _track_pauses(self, ticket_id: int, row: dict[str, Any], pause_ids: set[int]) -> None:
+    def _history_before(self, now: datetime) -> datetime:
+        """Events due before this moment happened before the SLA was switched on (minus
+        ``sla.backfill_hours``): the first sweep over an old backlog tells nobody about them."""
+        started = self.ctx.store.meta.get(STARTED)
+        if started is None:
+            started = now.timestamp()
+            self.ctx.store.meta.put(STARTED, started)
+        return datetime.fromtimestamp(started, UTC) - timedelta(hours=self.ctx.cfg.sla.backfill_hours)
+
+    def _track_pauses(self, record: TicketRecord, row: dict[str, Any], pause_ids: set[int]) -> TicketRecord:
         """Remember when a wait on the customer (or a closure) began and, when it ended, the
-        interval: the resolution clock does not count it (Odoo's stage dates, not our clock)."""
-        record = self.ctx.tickets.get(ticket_id)
-        if record is None:
-            return
+        interval: the resolution clock does not count it (Odoo's stage dates, not our clock).
+        Used where Odoo's tracking cannot be read."""
+        ticket_id = record.ticket_id
         profile = self.ctx.desk.profile
         stage_id = many2one(row.get("stage_id"))[0]
         entered = str(row.get(profile.stage_date_field) or row.get("write_date") or "")[:19]
         holding = stage_id in pause_ids or self.ctx.desk.stage_closed(stage_id)
         since = record.sla.get("held_since")
         if holding and not since:
-            self.ctx.tickets.update_sla(ticket_id, held_since=entered)
-        elif not holding and since:
+            return self.ctx.tickets.update_sla(ticket_id, held_since=entered) or record
+        if not holding and since:
             pauses = [*(record.sla.get("pauses") or []), [since, entered]]
-            self.ctx.tickets.update_sla(ticket_id, durable=True, held_since="", pauses=pauses[-50:])
+            return self.ctx.tickets.update_sla(ticket_id, held_since="", pauses=pauses[-50:]) or record
+        return record
 
     def _record(self, row: dict[str, Any]) -> TicketRecord:
         """A ticket the bridge has not handled yet (created in Odoo): its record, for the thread."""
@@ -230,8 +259,9 @@ class SlaMonitor:
         log.warning("ticket %s: SLA %s breached at %s (policy %s)", ticket_id, metric, iso(clock.deadline),
                     targets.policy)
 
-    def _card(self, ticket_id: int, clocks: list[Clock], now: datetime, posted: set[str]) -> None:
+    def _card(self, record: TicketRecord, clocks: list[Clock], posted: set[str]) -> None:
         """Show the next deadline and its state on the card, refreshed only when that text changes."""
+        ticket_id = record.ticket_id
         nearest = next_deadline(clocks)
         if nearest is None:
             text = "paused" if any(c.state == "paused" for c in clocks) else ""
@@ -240,9 +270,6 @@ class SlaMonitor:
             state = {"breached": "breached", "paused": "paused"}.get(nearest.state,
                                                                      "at risk" if warned else "on track")
             text = f"{METRIC_NAMES[nearest.metric]} by {self._local(nearest.deadline)} ({state})"
-        record = self.ctx.tickets.get(ticket_id)
-        if record is None:
-            return
         card = record.slack.get("ts", "")  # a card posted since the text was set must show it too
         if record.sla.get("next", "") == text and record.sla.get("next_on_card", "") == card:
             return
@@ -251,13 +278,12 @@ class SlaMonitor:
             for effect in self.ctx.notifier.ticket_event("sla_card", ticket_id, f"{ticket_id}:{card}:{text}"):
                 self.ctx.outbox.enqueue(effect)
 
-    def _summary(self, ticket_id: int, row: dict[str, Any], clocks: list[Clock], targets: Targets,
-                 posted: set[str]) -> int:
+    def _summary(self, record: TicketRecord | None, clocks: list[Clock], targets: Targets, posted: set[str]) -> int:
         """Once per closure: met or missed per metric, working time used, paused time."""
         closed_at = next((c.stopped for c in clocks if c.metric == "resolution" and c.stopped), None)
-        record = self.ctx.tickets.get(ticket_id)
         if record is None or closed_at is None:
             return 0
+        ticket_id = record.ticket_id
         key = f"sla:{ticket_id}:summary:{closed_at.strftime('%Y%m%dT%H%M%S')}"
         if key in posted:
             return 0
@@ -265,7 +291,7 @@ class SlaMonitor:
                  for c in clocks if c.state in ("met", "missed")]
         self.ctx.notify("sla_summary", ticket_id, key, policy=targets.policy, lines=lines,
                         paused=self._paused_hours(clocks))
-        self.ctx.tickets.update_sla(ticket_id, durable=True, posted=sorted({*posted, key}), next="")
+        self.ctx.tickets.update_sla(ticket_id, posted=sorted({*posted, key}), next="")
         return 1
 
     @staticmethod

@@ -59,8 +59,10 @@ class SlaView:
         authors = [a for ms in messages.values() for m in ms if (a := many2one(m.get("author_id"))[0])]
         internal = self.changes.internal_authors(authors) if authors else set()
         tags = self.reader.tag_names({as_id(t) for r in rows for t in r.get("tag_ids") or []})
-        return [(row, *self.engine.clocks_of(row, messages.get(as_id(row["id"]), []), internal, tags,
-                                             self.pause_ids, now)) for row in rows]
+        history = self.reader.stage_history([as_id(r["id"]) for r in rows])
+        return [(row, *self.engine.clocks_of(row, messages.get(as_id(row["id"]), []), internal, tags, self.pause_ids,
+                                             now, None if history is None else history.get(as_id(row["id"]), [])))
+                for row in rows]
 
     def _local(self, moment: datetime | None) -> str:
         return moment.astimezone(self.zone).strftime("%a %d %b %H:%M %Z") if moment else "—"

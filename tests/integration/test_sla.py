@@ -244,3 +244,42 @@ def test_a_vip_partner_tag_makes_a_new_ticket_urgent(bridge_factory, mailbox, od
     other, _ = opened(bridge, mailbox, odoo, sink, subject="from someone else")
     priority = {t["id"]: t["priority"] for t in odoo.records("helpdesk.ticket")}
     assert priority[carol] == "3" and priority[other] != "3"
+
+
+@pytest.mark.parametrize("version,flavour,profile", [(16, "enterprise", "helpdesk"), (17, "oca", "helpdesk_mgmt"),
+                                                     (19, "enterprise", "project_task")])
+def test_stage_history_is_read_from_odoos_tracking_on_every_version(version, flavour, profile):
+    from bridge.config import OdooConfig
+    from bridge.odoo.rpc import OdooRPC
+    from bridge.odoo.sla_reads import SlaReader
+    from bridge.odoo.tickets import TicketDesk
+    from bridge.sandbox.odoo import OdooSandbox
+
+    with OdooSandbox(version=version, ticket_flavour=flavour) as odoo:
+        cfg = OdooConfig(url=odoo.url, db=odoo.db, username=odoo.login, password=odoo.password, profile=profile,
+                         project="Support" if profile == "project_task" else "")
+        rpc = OdooRPC(cfg)
+        desk = TicketDesk(rpc, cfg)
+        ticket = desk.create_ticket(subject="tracked", description_html="<p>x</p>", partner_id=None, email="", name="")
+        desk.set_stage(ticket, "In Progress")
+        desk.set_stage(ticket, "New")
+        history = SlaReader(rpc, desk).stage_history([ticket])[ticket]
+        progress, new = desk.stage_id("In Progress"), desk.stage_id("New")
+        assert [(old, to) for _, old, to in history][-2:] == [(new, progress), (progress, new)]
+        assert all(len(stamp) == 19 for stamp, _, _ in history)
+        rpc.close()
+
+
+def test_switching_the_sla_on_over_an_old_backlog_tells_nobody_about_old_breaches(
+        bridge_factory, mailbox, odoo, sink, slack):
+    agent = Agent(odoo)
+    old = agent.call("helpdesk.ticket", "create", [{"name": "Long forgotten"}])
+    clock = Clock()
+    clock.offset = 3 * 24 * HOUR  # the SLA is switched on three days after the ticket came in
+    bridge = start(bridge_factory, slack, clock, backfill_hours=24)
+    wait_until(lambda: bridge.app.ctx.tickets.get(old) and bridge.app.ctx.tickets.get(old).sla.get("posted"),
+               what="the old breach recorded")
+    settle(bridge)
+    assert cards(slack) == [] and not notes_with(odoo, old, "breached")
+    assert any(":first_response:" in key and key.endswith(":breach:deadline")
+               for key in bridge.app.ctx.tickets.get(old).sla["posted"])

@@ -109,3 +109,44 @@ def test_policies_match_in_order_and_priority_rules_need_subject_urgency_for_wor
                         subject_urgency=True) == "3"
     assert priority_for(rules, customer_email="a@x", mailbox="INBOX", category="login", subject="hi",
                         subject_urgency=False) == "2"
+
+
+class _Profile:
+    closed_field = "stage_id.fold"
+    stage_date_field = "date_last_stage_update"
+    closed_date_field = "close_date"
+
+
+class _Stages:
+    """Just what SlaClocks asks a desk: which stages are closed (3 = Solved)."""
+
+    profile = _Profile()
+
+    @staticmethod
+    def stage_closed(stage_id):
+        return stage_id == 3
+
+
+def test_pauses_come_from_odoos_stage_history_waits_and_reopenings_alike() -> None:
+    from bridge.config import parse_config
+    from bridge.sla.facts import SlaClocks
+
+    cfg = parse_config({"imap": {"username": "u"}, "smtp": {"from_address": "s@example.com"},
+                        "odoo": {"url": "https://odoo.example.com", "db": "d", "username": "u", "password": "p"}})
+    engine = SlaClocks(cfg, _Stages(), None, "example.com", b"k", lambda ticket: {})
+    history = [("2026-12-07 10:00:00", 1, 5), ("2026-12-07 12:00:00", 5, 2), ("2026-12-07 14:00:00", 2, 3),
+               ("2026-12-07 15:00:00", 3, 2), ("2026-12-07 15:30:00", 2, 5)]
+    pauses, began = engine._tracked_pauses(at(7, 9), history, {5}, None)
+    assert pauses == ((at(7, 10), at(7, 12)), (at(7, 14), at(7, 15))) and began == at(7, 15.5)
+    closed_after_waiting = [("2026-12-07 10:00:00", 1, 5), ("2026-12-07 11:00:00", 5, 3)]
+    assert engine._tracked_pauses(at(7, 9), closed_after_waiting, {5}, at(7, 11)) == (((at(7, 10), at(7, 11)),), None)
+
+
+def test_an_answer_after_closing_time_on_the_deadline_day_is_in_time() -> None:
+    facts = TicketFacts(1, at(7, 9), conversation=(("agent", at(7, 19)),))  # due 17:00, answered 19:00
+    [clock] = compute_clocks(facts, targets(first=7), OFFICE, at(8, 0))
+    assert clock.deadline == at(7, 17) and clock.state == "met"
+    [waiting] = compute_clocks(TicketFacts(1, at(7, 9)), targets(first=7), OFFICE, at(7, 20))
+    assert waiting.state == "running"  # no working time left over, none used beyond it
+    [late] = compute_clocks(TicketFacts(1, at(7, 9)), targets(first=7), OFFICE, at(8, 9.1))
+    assert late.state == "breached" and late.deadline == at(7, 17)
