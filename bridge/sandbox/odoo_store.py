@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
+from bisect import bisect_right
 from collections.abc import Callable, Iterator, Set
 from contextlib import contextmanager
 from typing import Any
@@ -345,6 +346,9 @@ class RecordStore:
         predicate = compile_domain(self, model, domain)
         table = self.data[model]
         pool = self._candidates(model, domain)
+        if pool is None and limit and not offset and (order or spec.order).strip().lower() in ("id", "id asc") \
+                and model not in self._unordered:
+            return self._first_by_id(table, domain, predicate, int(limit))
         if pool is None:
             matched = [rid for rid, rec in table.items() if predicate(rec)]
         else:
@@ -352,6 +356,25 @@ class RecordStore:
         ids = self.sort(model, matched, order or spec.order)
         offset = int(offset or 0)
         return ids[offset:offset + int(limit)] if limit else ids[offset:]
+
+    @staticmethod
+    def _first_by_id(table: dict[int, dict[str, Any]], domain: list[Any], predicate: Callable[[dict[str, Any]], bool],
+                     limit: int) -> list[int]:
+        """The first ``limit`` matches in id order, starting after a top-level ``("id", ">", n)``:
+        the primary-key index scan PostgreSQL does for a keyset page, so paging through a large
+        table costs each page its own size, not the table's."""
+        floor = 0
+        if not any(isinstance(term, str) for term in domain):  # a plain AND of leaves
+            floor = max([int(t[2]) for t in domain if isinstance(t, (list, tuple)) and len(t) == 3
+                         and t[0] == "id" and t[1] == ">" and isinstance(t[2], int)] or [0])
+        keys = list(table)
+        found: list[int] = []
+        for rid in keys[bisect_right(keys, floor):]:
+            if predicate(table[rid]):
+                found.append(rid)
+                if len(found) == limit:
+                    break
+        return found
 
     def sort(self, model: str, ids: list[int], order: str, depth: int = 0) -> list[int]:
         """Ids in ``order`` ("name desc, id"); many2one sorts by the comodel's own order, like SQL joins."""

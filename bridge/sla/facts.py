@@ -20,9 +20,11 @@ METRIC_NAMES = {"first_response": "first response", "next_response": "next respo
 
 
 def odoo_time(stamp: Any) -> datetime | None:
+    """An Odoo UTC stamp ("2026-12-04 09:30:00") as an aware datetime; fromisoformat is ten times
+    faster than strptime, and a sweep parses a few per ticket."""
     if not stamp:
         return None
-    return datetime.strptime(str(stamp)[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(stamp)[:19]).replace(tzinfo=UTC)
 
 
 def iso(moment: datetime) -> str:
