@@ -31,10 +31,10 @@ def pick(loads: list[tuple[int, int]], turn: int, mode: str) -> int:
 
 
 class AssignStage:
-    """Assign a new ticket the automation did not close; notes what was done in the journal."""
+    """Assign a new ticket the automation did not close."""
 
     name = "assign"
-    journal = True
+    journal = False  # a re-run after a crash finds the assignee it wrote and keeps it
 
     async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
         cfg = ctx.cfg.assignment

@@ -277,7 +277,7 @@ class ReopenStage:
     guard only records never move anything."""
 
     name = "reopen"
-    journal = True
+    journal = False  # its writes look first (closure, set_stage, keyed notes): a re-run after a crash is safe
 
     async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
         email, ticket = job.email_and_ticket()

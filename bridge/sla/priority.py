@@ -15,10 +15,10 @@ log = logging.getLogger("bridge.sla")
 
 
 class PriorityStage:
-    """Set the priority of a new ticket when a rule matches; the rule's decision is journaled."""
+    """Set the priority of a new ticket when a rule matches."""
 
     name = "priority"
-    journal = True
+    journal = False  # set_priority writes only a different value: a re-run after a crash is safe
 
     async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
         rules = ctx.cfg.sla.priority_rules
