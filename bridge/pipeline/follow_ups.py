@@ -81,7 +81,7 @@ class FollowUps:
         replied = float(record.odoo.get("customer_wrote_at", 0.0))
         if replied > since.timestamp():
             since = datetime.fromtimestamp(replied, UTC)
-        wait = since.strftime("%Y%m%dT%H%M%S")
+        wait = since.strftime("%Y%m%dT%H%M%S.%f")  # a customer email in the same second is a new wait
         now = datetime.fromtimestamp(self.clock(), UTC)
         reminded = record.odoo.get("reminded") == wait
         if cfg.remind_after_days and not reminded:
