@@ -154,6 +154,8 @@ class BridgeSection(_Section):
     secret: SecretStr = SecretStr("")  # signs outgoing Message-IDs; set it in production
     message_id_domain: str = ""  # defaults to the domain of smtp.from_address
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line on stderr, for log collectors
+    log_addresses: Literal["mask", "keep"] = "mask"  # mask: a***@customer.example in every line
     # Plain-text IMAP/SMTP and http:// URLs are refused for hosts other than loopback unless
     # this is set (then the bridge warns at every start): passwords and mail would cross the
     # network in clear.

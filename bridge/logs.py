@@ -1,15 +1,98 @@
-"""Logging setup: one readable line per event, and configured secrets redacted from every line."""
+"""Logging setup: one line per event, as text or JSON, with the email key, ticket and effect it
+concerns as fields, configured secrets redacted and customer addresses masked on every line."""
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import TYPE_CHECKING
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:  # bridge.config imports the HR/LMS adapters, which import display_url from here
     from bridge.config import Config
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+# What the running code works on (email key, ticket, effect): set by the pipeline and the outbox
+# for the task at hand, copied into every task it starts, written on each line of that work.
+_CONTEXT: ContextVar[dict[str, Any]] = ContextVar("bridge_log_context", default={})
+# An address outside angle brackets: "<…@…>" is how Message-IDs (email keys) are written, and
+# those must stay readable; the bridge writes addresses bare.
+_ADDRESS = re.compile(r"(?<![\w.+<-])([\w.+-])[\w.+-]*@([\w-]+(?:\.[\w-]+)+)")
+
+
+@contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Fields for every log line written inside the block (and by tasks started in it)."""
+    token = _CONTEXT.set({**_CONTEXT.get(), **{k: v for k, v in fields.items() if v not in (None, "")}})
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+def add_context(**fields: Any) -> None:
+    """More fields for the rest of the enclosing ``log_context`` block (a ticket once known)."""
+    _CONTEXT.set({**_CONTEXT.get(), **{k: v for k, v in fields.items() if v not in (None, "")}})
+
+
+def current_context() -> dict[str, Any]:
+    return dict(_CONTEXT.get())
+
+
+def mask_addresses(text: str) -> str:
+    """``alice@customer.example`` → ``a***@customer.example``: which domain is enough to debug,
+    who is not the log's business. ``<…@…>`` (a Message-ID) is left as it is."""
+    return _ADDRESS.sub(r"\1***@\2", text)
+
+
+class TextFormatter(logging.Formatter):
+    """The readable line, the work's fields appended as key=value, addresses masked."""
+
+    def __init__(self, *, mask: bool) -> None:
+        super().__init__(FORMAT)
+        self.mask = mask
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = getattr(record, "context", None) or {}
+        if fields:
+            line += " [" + " ".join(f"{k}={v}" for k, v in fields.items()) + "]"
+        return mask_addresses(line) if self.mask else line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the work's fields, the traceback."""
+
+    def __init__(self, *, mask: bool) -> None:
+        super().__init__()
+        self.mask = mask
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname, "logger": record.name, "message": record.getMessage(),
+            **(getattr(record, "context", None) or {}),
+        }
+        if record.exc_info or record.exc_text:
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
+        line = json.dumps(entry, ensure_ascii=False, default=str)
+        return mask_addresses(line) if self.mask else line
+
+
+class AddContext(logging.Filter):
+    """Puts the work's fields on the record (``record.context``) as it is made, in its task."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "context"):
+            record.context = _CONTEXT.get()
+        return True
 
 
 class RedactSecrets(logging.Filter):
@@ -83,8 +166,11 @@ def display_url(url: str) -> str:
 
 
 def setup_logging(level: str, cfg: Config | None) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(FORMAT))
+    json_lines = bool(cfg and cfg.bridge.log_format == "json")
+    handler = logging.StreamHandler(sys.stdout if json_lines else sys.stderr)  # JSON for collectors reading stdout
+    mask = cfg.bridge.log_addresses == "mask" if cfg else True
+    handler.setFormatter(JsonFormatter(mask=mask) if json_lines else TextFormatter(mask=mask))
+    handler.addFilter(AddContext())
     handler.addFilter(RedactSecrets(config_secrets(cfg) if cfg else []))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -38,6 +38,7 @@ from bridge.errors import (
     RecipientDeferred,
     TransientError,
 )
+from bridge.logs import log_context
 from bridge.pipeline.health import ServiceHealth
 from bridge.store import Table
 
@@ -290,7 +291,8 @@ class Outbox:
         health = self.health.get(kind)
         try:
             attempt = record["attempts"] + (key in self._recovered)
-            follow_ups = await self.handlers[kind](record["payload"], attempt)
+            with log_context(effect=key, ticket=record["payload"].get("ticket")):
+                follow_ups = await self.handlers[kind](record["payload"], attempt)
         except NotYet as wait:
             record["next_at"] = wait.at
             self._push(key, record)

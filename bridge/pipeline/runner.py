@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bridge.errors import ConfigurationError, PermanentError, TransientError
+from bridge.logs import add_context, current_context, log_context
 from bridge.models import InboundEmail
 from bridge.pipeline.context import Context
 from bridge.pipeline.ingest import STAGES
@@ -51,6 +52,12 @@ class Runner:
         return job
 
     async def process(self, email: InboundEmail) -> Outcome:
+        """Run the email's unfinished stages; every log line of its work carries its key (and
+        its ticket, once known) as fields."""
+        with log_context(email=email.key):
+            return await self._process(email)
+
+    async def _process(self, email: InboundEmail) -> Outcome:
         job = self.load(email)
         if job.status == "done":
             return Outcome("done", "finished earlier")
@@ -63,6 +70,8 @@ class Runner:
                     continue
                 result = await stage.run(job, self.ctx)
                 job.results[stage.name] = result
+                if "ticket" not in current_context() and job.ticket_id:
+                    add_context(ticket=job.ticket_id)
                 if stage.journal:
                     self.ctx.checkpoint(job)
                 self.ctx.emit(stage.name, job, **result)
