@@ -52,9 +52,9 @@ class Runner:
         return job
 
     async def process(self, email: InboundEmail) -> Outcome:
-        """Run the email's unfinished stages; every log line of its work carries its key (and
-        its ticket, once known) as fields."""
-        with log_context(email=email.key):
+        """Run the email's unfinished stages; every log line of its work carries its key, its
+        mailbox (for mail read from IMAP) and its ticket, once known, as fields."""
+        with log_context(email=email.key, mailbox=self.ctx.cfg.imap.folder if email.header_fields else ""):
             return await self._process(email)
 
     async def _process(self, email: InboundEmail) -> Outcome:

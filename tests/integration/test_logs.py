@@ -35,6 +35,7 @@ def test_json_lines_carry_the_work_and_hide_secrets_and_addresses(mailbox, odoo,
     assert lines and all({"time", "level", "logger", "message"} <= set(entry) for entry in lines)
     created = [e for e in lines if "created ticket" in e["message"]]
     assert created and created[0]["email"] == mid  # the Message-ID (the email key) is not masked
+    assert created[0]["mailbox"] == mailbox.folder
     ticket = int(created[0]["message"].split("created ticket ")[1].split()[0])
     sent = [e for e in lines if "sent to" in e["message"]]
     assert sent and sent[0]["effect"].startswith("ack:") and sent[0]["ticket"] == ticket
