@@ -448,3 +448,18 @@ def test_a_soft_bounce_is_noted_but_the_address_is_still_mailed(bridge_factory, 
     Agent(odoo).comment(ticket, "<p>Trying again</p>")
     wait_until(lambda: agent_mails(sink), what="the answer still emailed")
     assert len(odoo.records("helpdesk.ticket")) == 1
+
+
+def test_an_odoo_outage_delays_the_answer_and_drops_nothing(bridge_factory, mailbox, odoo, sink):
+    bridge = bridge_factory(conversation=WATCH)
+    ticket, _ = opened(bridge, mailbox, odoo, sink)
+    wait_until(lambda: bridge.app.store.meta.get("odoo_watch"), what="the first poll")
+    reads = odoo.call_count("mail.message", "search_read")
+    odoo.fail_next("mail.message", "search_read", "transient", count=5)  # the next five polls fail
+    Agent(odoo).comment(ticket, "<p>Written while the watcher cannot read</p>")
+    [sent] = wait_until(lambda: agent_mails(sink), timeout=20, what="the answer after the outage")
+    assert odoo.call_count("mail.message", "search_read") >= reads + 6  # it came only after the failed polls
+    assert "Written while the watcher cannot read" in sent.message.get_body(("plain",)).get_content()
+    polls = bridge.app.odoo_watch.polls
+    wait_until(lambda: bridge.app.odoo_watch.polls >= polls + 3, what="the window re-read")
+    assert len(agent_mails(sink)) == 1
