@@ -20,7 +20,7 @@ from typing import Any
 
 from bridge.errors import ConfigurationError
 from bridge.models import Attachment
-from bridge.odoo.rpc import SERVICE, OdooRPC, as_id
+from bridge.odoo.rpc import SERVICE, OdooRPC, as_id, many2one
 from bridge.odoo.tickets import TicketDesk
 
 EPOCH = "1970-01-01 00:00:00"
@@ -55,12 +55,6 @@ class ChatterMessage:
     write_date: str
 
 
-def _many2one(value: Any) -> tuple[int | None, str]:
-    if isinstance(value, (list, tuple)) and value:
-        return as_id(value[0]), str(value[1]) if len(value) > 1 and value[1] else ""
-    return (as_id(value), "") if value else (None, "")
-
-
 class OdooChanges:
     """Blocking, thread-safe reads of changes (and the one write-back) for the watcher."""
 
@@ -90,15 +84,15 @@ class OdooChanges:
         names = self._task_assignees(found) if profile.assignee_field == "user_ids" else {}
         states = []
         for row in found:
-            stage_id, stage = _many2one(row.get("stage_id"))
+            stage_id, stage = many2one(row.get("stage_id"))
             assignees = row.get(profile.assignee_field)
             if profile.assignee_field == "user_ids":
                 assignee_id = as_id(assignees[0]) if assignees else None
                 assignee = names.get(assignee_id, "") if assignee_id else ""
             else:
-                assignee_id, assignee = _many2one(assignees)
+                assignee_id, assignee = many2one(assignees)
             states.append(TicketState(as_id(row["id"]), stage_id, stage, desk.stage_closed(stage_id), assignee_id,
-                                      assignee, _many2one(row.get("write_uid"))[1], str(row.get("write_date") or "")))
+                                      assignee, many2one(row.get("write_uid"))[1], str(row.get("write_date") or "")))
         return states
 
     def _task_assignees(self, rows: list[dict[str, Any]]) -> dict[int, str]:
@@ -120,7 +114,7 @@ class OdooChanges:
              "order": "id asc", "limit": limit})
         messages = []
         for row in found:
-            author_id, author_name = _many2one(row.get("author_id"))
+            author_id, author_name = many2one(row.get("author_id"))
             messages.append(ChatterMessage(
                 as_id(row["id"]), as_id(row.get("res_id") or 0), str(row.get("body") or ""), author_id, author_name,
                 str(row.get("message_id") or ""), tuple(as_id(i) for i in row.get("attachment_ids") or []),
@@ -147,7 +141,7 @@ class OdooChanges:
         if unknown:
             users = self._rpc.execute_kw("res.users", "search_read", [[
                 ("partner_id", "in", unknown), ("share", "=", False)]], {"fields": ["partner_id"]})
-            internal = {_many2one(user.get("partner_id"))[0] for user in users if as_id(user["id"]) != self._rpc.uid}
+            internal = {many2one(user.get("partner_id"))[0] for user in users if as_id(user["id"]) != self._rpc.uid}
             for partner in unknown:
                 self._internal[partner] = (partner in internal, now)
         return {p for p in partner_ids if self._internal.get(p, (False, 0.0))[0]}
@@ -179,5 +173,5 @@ class OdooChanges:
         rows = self._rpc.execute_kw(profile.model, "search_read", [[
             ("stage_id", "in", stage_ids), ("id", ">", after_id)]],
             {"fields": ["stage_id", profile.stage_date_field, "write_date"], "order": "id asc", "limit": limit})
-        return [(as_id(row["id"]), _many2one(row.get("stage_id"))[0] or 0,
+        return [(as_id(row["id"]), many2one(row.get("stage_id"))[0] or 0,
                  str(row.get(profile.stage_date_field) or row.get("write_date") or "")) for row in rows]

@@ -15,28 +15,19 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bridge.config import WEEKDAYS, CalendarConfig
 from bridge.errors import BridgeError, RejectedByService
 from bridge.mail.compose import MessageKind
 from bridge.odoo.changes import OdooChanges
+from bridge.odoo.rpc import odoo_time
 from bridge.pipeline.context import Context
 from bridge.pipeline.conversation import bridge_set_stage
 from bridge.pipeline.effects import mail_effect
-from bridge.sla.calendar import BusinessCalendar
+from bridge.sla.facts import business_calendar
 from bridge.ticket_record import TicketRecord, reply_target
 
 log = logging.getLogger("bridge.follow_ups")
 
 PAGE = 200
-
-
-def business_calendar(cfg: CalendarConfig) -> BusinessCalendar:
-    return BusinessCalendar(cfg.timezone, frozenset(WEEKDAYS.index(day) for day in cfg.workdays),
-                            frozenset(cfg.holidays))
-
-
-def odoo_moment(stamp: str) -> datetime:
-    return datetime.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
 
 
 class FollowUps:
@@ -46,7 +37,7 @@ class FollowUps:
         self.ctx = ctx
         self.changes = changes
         self.clock = clock
-        self.calendar = business_calendar(ctx.cfg.calendar)
+        self.calendar = business_calendar(ctx.cfg.calendar, hours=False)
         self.checks = 0
 
     async def run(self) -> None:
@@ -77,7 +68,7 @@ class FollowUps:
 
     async def _due(self, record: TicketRecord, entered: str) -> int:
         ctx, cfg = self.ctx, self.ctx.cfg.follow_ups
-        since = odoo_moment(entered)
+        since = odoo_time(entered)
         replied = float(record.odoo.get("customer_wrote_at", 0.0))
         if replied > since.timestamp():
             since = datetime.fromtimestamp(replied, UTC)

@@ -24,6 +24,7 @@ from bridge.mail.guard import classify
 from bridge.mail.htmltext import text_to_html
 from bridge.mail.thread_ids import ticket_from_message_id, ticket_from_subject
 from bridge.models import GuardAction, InboundEmail
+from bridge.odoo.rpc import odoo_time
 from bridge.odoo.tickets import ticket_name
 from bridge.pipeline.assign import AssignStage
 from bridge.pipeline.context import Context
@@ -142,8 +143,8 @@ class RouteStage:
         closure = await ctx.odoo(ctx.desk.closure, ticket)
         if not closure or not closure["closed"] or not closure["closed_at"]:
             return False
-        closed_at = datetime.strptime(closure["closed_at"][:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-        return time.time() - closed_at.timestamp() > days * 86400
+        closed_at = odoo_time(closure["closed_at"])
+        return closed_at is not None and time.time() - closed_at.timestamp() > days * 86400
 
     @staticmethod
     async def _exists(ctx: Context, ticket: int) -> bool:

@@ -25,13 +25,13 @@ from zoneinfo import ZoneInfo
 from bridge.config import duration_seconds
 from bridge.errors import BridgeError, ConfigurationError
 from bridge.odoo.changes import OdooChanges
-from bridge.odoo.rpc import as_id
+from bridge.odoo.rpc import as_id, many2one
 from bridge.odoo.sla_reads import SlaReader
 from bridge.pipeline.context import Context
 from bridge.pipeline.outbox import Effect
 from bridge.sla.calendar import parse_hours
 from bridge.sla.clocks import Clock, due_events, next_deadline
-from bridge.sla.facts import METRIC_NAMES, SlaClocks, iso, many2one
+from bridge.sla.facts import METRIC_NAMES, SlaClocks, iso
 from bridge.sla.policy import Targets
 from bridge.ticket_record import TicketRecord
 

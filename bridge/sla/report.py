@@ -12,11 +12,11 @@ from zoneinfo import ZoneInfo
 
 from bridge.config import Config
 from bridge.odoo.changes import OdooChanges
-from bridge.odoo.rpc import OdooRPC, as_id
+from bridge.odoo.rpc import OdooRPC, as_id, many2one
 from bridge.odoo.sla_reads import SlaReader
 from bridge.odoo.tickets import TicketDesk
 from bridge.sla.clocks import Clock
-from bridge.sla.facts import METRIC_NAMES, SlaClocks, iso, many2one
+from bridge.sla.facts import METRIC_NAMES, SlaClocks, iso
 from bridge.store import Store
 from bridge.ticket_record import TicketBook
 

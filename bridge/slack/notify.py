@@ -51,6 +51,14 @@ class SlackNotifier:
             payload["save"] = save
         return Effect(key, KIND, payload, group=group(ticket_id))
 
+    def _mentioning(self, kind: str, message: tuple[str, list[dict]]) -> tuple[str, list[dict]]:
+        """``message`` led by the configured mention for ``kind`` (unchanged when there is none)."""
+        text, blocks = message
+        target = mention(self.cfg.mention_for(kind))
+        if not target:
+            return message
+        return f"{target} {text}", [{"type": "section", "text": {"type": "mrkdwn", "text": target}}, *blocks]
+
     def card_refresh(self, key: str, ticket_id: int, *, create: bool, durable: bool = False,
                      **changes: Any) -> Effect:
         """Post the card (``create``) or re-render it, with ``changes`` to the ticket's Slack facts
@@ -131,12 +139,10 @@ class SlackNotifier:
     def _bounced(self, ticket_id: int, key: str, *, recipient: str, status: str, hard: bool, until: str,
                  diagnostic: str) -> list[Effect]:
         """Mail to the customer bounced: a person may need to find another way to reach them."""
-        text, blocks = cards.bounced(recipient, status, hard, until, diagnostic)
-        target = mention(self.cfg.mention_for("reply_failed")) if hard else ""
-        if target:
-            text = f"{target} {text}"
-            blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": target}}, *blocks]
-        return [self._thread(f"slack:bounced:{key}", ticket_id, "reply_failed", (text, blocks), create=hard),
+        message = cards.bounced(recipient, status, hard, until, diagnostic)
+        if hard:
+            message = self._mentioning("reply_failed", message)
+        return [self._thread(f"slack:bounced:{key}", ticket_id, "reply_failed", message, create=hard),
                 self.card_refresh(f"slack:card:bounced:{key}", ticket_id, create=hard)]
 
     def _sla_warning(self, ticket_id: int, key: str, *, metric: str, deadline: str, policy: str,
@@ -148,12 +154,8 @@ class SlackNotifier:
     def _sla_breach(self, ticket_id: int, key: str, *, metric: str, deadline: str, policy: str,
                     target: str) -> list[Effect]:
         """A breach needs a person: the configured mention, in the thread (created if need be)."""
-        text, blocks = cards.sla_breach(metric, deadline, policy, target)
-        target_mention = mention(self.cfg.mention_for("sla_breach"))
-        if target_mention:
-            text = f"{target_mention} {text}"
-            blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": target_mention}}, *blocks]
-        return [self._thread(f"slack:{key}", ticket_id, "sla_breach", (text, blocks), create=True),
+        message = self._mentioning("sla_breach", cards.sla_breach(metric, deadline, policy, target))
+        return [self._thread(f"slack:{key}", ticket_id, "sla_breach", message, create=True),
                 self.card_refresh(f"slack:card:{key}", ticket_id, create=True)]
 
     def _sla_summary(self, ticket_id: int, key: str, *, policy: str, lines: list[str], paused: float) -> list[Effect]:
@@ -182,12 +184,8 @@ class SlackNotifier:
                        group=group(ticket_id))]
 
     def _reply_failed(self, ticket_id: int, key: str, *, recipient: str, error: str) -> list[Effect]:
-        text, blocks = cards.reply_failed(recipient, error)
-        target = mention(self.cfg.mention_for("reply_failed"))
-        if target:
-            text = f"{target} {text}"
-            blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": target}}, *blocks]
-        return [self._thread(f"slack:reply-failed:{key}", ticket_id, "reply_failed", (text, blocks), create=True),
+        message = self._mentioning("reply_failed", cards.reply_failed(recipient, error))
+        return [self._thread(f"slack:reply-failed:{key}", ticket_id, "reply_failed", message, create=True),
                 self.card_refresh(f"slack:card:reply-failed:{key}", ticket_id, create=True)]
 
 
