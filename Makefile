@@ -14,6 +14,7 @@ venv: $(PY)
 
 test-deps: venv
 	bash scripts/install-dovecot.sh
+	bash scripts/install-chromium.sh
 
 test: test-deps
 	$(PY) -m pytest -q -p no:cacheprovider
@@ -30,6 +31,9 @@ bench: test-deps
 	$(PY) bench/classify
 	$(PY) bench/odoo-watch
 	$(PY) bench/sla
+	$(PY) bench/mailboxes
+	$(PY) bench/parse
+	$(PY) bench/report
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -3,27 +3,44 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Awaitable, Callable
 
 from bridge.automation.directory import HrDirectory, LmsClient
-from bridge.config import Config
+from bridge.auth.tokens import TokenSource
+from bridge.auth.vault import TokenVault
+from bridge.config import Config, ImapConfig
 from bridge.errors import BridgeError
 from bridge.logs import display_url
 from bridge.mail.inbox import ImapSession
 from bridge.mail.smtp import SmtpSender
+from bridge.mailboxes import mailbox_tokens
 from bridge.odoo.rpc import OdooRPC
 from bridge.odoo.tickets import TicketDesk
 
 
-def _imap(cfg: Config) -> str:
-    session = ImapSession(cfg.imap)
+def _imap(imap: ImapConfig, tokens: TokenSource | None) -> str:
+    session = ImapSession(imap, tokens)
     session.open()
     try:
         waiting = len(session.search_unprocessed())
         mode = "IDLE" if session.client is not None and session.client.has_capability("IDLE") else "polling"
     finally:
         session.close()
-    return (f"IMAP {cfg.imap.host}:{cfg.imap.port} ({cfg.imap.security}) login ok, folder "
-            f"{cfg.imap.folder!r} ({waiting} unprocessed), {mode}")
+    return (f"IMAP {imap.host}:{imap.port} ({imap.security}) {imap.auth} login ok, folder "
+            f"{imap.folder!r} ({waiting} unprocessed), {mode}")
+
+
+def _token(source: TokenSource) -> str:
+    """The token's state after the logins above used it (or a fresh try when they did not)."""
+    source.token()
+    status = source.status()
+    line = f"OAuth2 {status['flow']} for {status['user']}: token {status['state']}"
+    if "expires_in_seconds" in status:
+        line += f", expires in {status['expires_in_seconds'] // 60} min"
+    if "refresh_token" in status:
+        line += f"; refresh token {status['refresh_token']} (state/oauth/{source.name}.json)"
+    return line
 
 
 def _odoo(cfg: Config) -> str:
@@ -57,9 +74,17 @@ async def run_checks(cfg: Config) -> list[tuple[str, bool, str]]:
     """(service, passed, line) for IMAP, SMTP, Odoo (HR, LMS when automation is on, Slack when on), each
     tried even if another fails."""
     results: list[tuple[str, bool, str]] = []
-    checks = [("imap", lambda: asyncio.to_thread(_imap, cfg)),
-              ("smtp", lambda: SmtpSender(cfg.smtp).check()),
-              ("odoo", lambda: asyncio.to_thread(_odoo, cfg))]
+    checks: list[tuple[str, Callable[[], Awaitable[str]]]] = []
+    vault = TokenVault(cfg.state.dir)
+    for box in cfg.mailbox_list:
+        suffix = f":{box.name}" if cfg.mailboxes else ""
+        imap_tokens, smtp_tokens = mailbox_tokens(box, vault)
+        assert box.smtp is not None
+        checks += [(f"imap{suffix}", functools.partial(asyncio.to_thread, _imap, box.imap, imap_tokens)),
+                   (f"smtp{suffix}", SmtpSender(box.smtp, smtp_tokens).check)]
+        for source in {id(t): t for t in (imap_tokens, smtp_tokens) if t is not None}.values():
+            checks.append((f"oauth:{source.name}", functools.partial(asyncio.to_thread, _token, source)))
+    checks.append(("odoo", lambda: asyncio.to_thread(_odoo, cfg)))
     if cfg.automation.enabled:
         checks += [("hr", lambda: asyncio.to_thread(_hr, cfg)), ("lms", lambda: asyncio.to_thread(_lms, cfg))]
     if cfg.slack.enabled:

@@ -1,10 +1,12 @@
-"""The `bridge` command: run, check, demo, and the quarantine and outbox tools."""
+"""The `bridge` command: run, check, demo, report, and the quarantine and outbox tools."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
+import threading
 import sys
 import time
 from pathlib import Path
@@ -26,7 +28,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bridge.app import App
 
     cfg = _load(args)
-    asyncio.run(App(cfg).run_until_signalled())
+    asyncio.run(App(cfg, config_path=str(Path(args.config).resolve())).run_until_signalled())
+    stuck = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if stuck:  # e.g. an Odoo call still waiting on a slow server: its job resumes from the journal
+        log.info("exiting with %d call(s) still running in %s", len(stuck), ", ".join(stuck[:5]))
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 
@@ -36,9 +43,72 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg = _load(args)
     ok = True
     for service, passed, line in asyncio.run(run_checks(cfg)):
-        print(f"{'ok  ' if passed else 'FAIL'} {service:<5} {line}")
+        print(f"{'ok  ' if passed else 'FAIL'} {service:<5} {line}")  # imap:<mailbox>, oauth:<name> with several
         ok = ok and passed
     return 0 if ok else 1
+
+
+def cmd_auth(args: argparse.Namespace) -> int:
+    """The one-time OAuth2 consent of a mailbox (bridge/auth/login.py)."""
+    from bridge.auth.login import login
+    from bridge.errors import BridgeError
+
+    cfg = _load(args)
+    try:
+        login(cfg, args.mailbox)
+    except BridgeError as exc:
+        print(f"auth login: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_state(args: argparse.Namespace) -> int:
+    """Backup (beside a running bridge), restore (into a stopped bridge's empty folder), stats."""
+    from bridge import state_tools
+    from bridge.statelock import try_lock_state
+
+    cfg = _load(args)
+    if args.action == "backup":
+        manifest = state_tools.backup(cfg.state.dir, args.file)
+        rows = ", ".join(f"{name} {count}" for name, count in manifest["tables"].items())
+        print(f"{args.file}: {rows}; {len(manifest['files'])} token file(s)")
+        return 0
+    if args.action == "stats":
+        print("\n".join(state_tools.stats(cfg.state.dir)))
+        return 0
+    lock = try_lock_state(cfg.state.dir)
+    if lock is None:
+        print(f"state restore: a bridge is running on {cfg.state.dir}: stop it first", file=sys.stderr)
+        return 1
+    try:
+        manifest = state_tools.restore(args.file, cfg.state.dir)
+    except BridgeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    finally:
+        lock.close()
+    print(f"restored {', '.join(manifest['tables'])} into {cfg.state.dir}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Run one email again (bridge/replay.py); beside a running bridge or before it starts."""
+    from bridge.replay import replay
+    from bridge.statelock import lock_unless_running
+    from bridge.store import Store
+
+    cfg = _load(args)
+    with lock_unless_running(cfg.state.dir):
+        store = Store(cfg.state.dir)
+        try:
+            print(replay(cfg, store, uid=args.uid, message_id=args.message_id or "", mailbox=args.mailbox,
+                         new_ticket=args.new_ticket))
+        except BridgeError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        finally:
+            store.close()
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -158,6 +228,30 @@ def cmd_sla(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """The support leads' report over a period (bridge/reports/), read only like `sla report`."""
+    from zoneinfo import ZoneInfo
+
+    from bridge.reports.build import read_report, render
+    from bridge.reports.period import period_of
+    from bridge.sla.report import now_utc
+
+    cfg = _load(args)
+    now = now_utc()
+    try:
+        period = period_of(args.since, args.start, args.end, ZoneInfo(cfg.calendar.timezone), now)
+        text = render(read_report(cfg, period, now, team=args.team, mailbox=args.mailbox), args.format)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"{args.output}: {args.format} report, {period.label()}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bridge", description=__doc__)
     config = argparse.ArgumentParser(add_help=False)
@@ -195,6 +289,37 @@ def build_parser() -> argparse.ArgumentParser:
     sreport = ssub.add_parser("report", parents=[config])
     sreport.add_argument("--since", default="7d", help="e.g. 7d or 36h (default 7d)")
     sla.set_defaults(func=cmd_sla)
+    report = sub.add_parser("report", parents=[config], help="tickets, categories, recurring issues, people, "
+                                                            "automation and SLA over a period")
+    report.add_argument("--since", help="e.g. 7d or 36h, up to now (default 7d)")
+    report.add_argument("--from", dest="start", help="first local day, YYYY-MM-DD (calendar.timezone)")
+    report.add_argument("--to", dest="end", help="last local day, YYYY-MM-DD, included")
+    report.add_argument("--team", default="", help="only tickets of this helpdesk team (or project)")
+    report.add_argument("--mailbox", default="", help="only tickets that came in by this mailbox")
+    report.add_argument("--format", choices=("text", "markdown", "csv", "html", "json"), default="text")
+    report.add_argument("--output", "-o", help="write to this file instead of standard output")
+    report.set_defaults(func=cmd_report)
+    state = sub.add_parser("state", help="back up, restore or inspect the state folder")
+    stsub = state.add_subparsers(dest="action", required=True)
+    sbackup = stsub.add_parser("backup", parents=[config], help="a consistent copy, also while the bridge runs")
+    sbackup.add_argument("file")
+    srestore = stsub.add_parser("restore", parents=[config], help="into an empty state folder, bridge stopped")
+    srestore.add_argument("file")
+    stsub.add_parser("stats", parents=[config], help="table sizes, oldest unfinished work")
+    state.set_defaults(func=cmd_state)
+    replay = sub.add_parser("replay", parents=[config], help="run one email again (dedupe applies)")
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--uid", type=int, help="its UID in the mailbox's folder (its done folder in move mode)")
+    which.add_argument("--message-id", help="its Message-ID, with the angle brackets")
+    replay.add_argument("--mailbox", default="", help="the mailbox name (default: the first)")
+    replay.add_argument("--new-ticket", action="store_true",
+                        help="open a new ticket for it even though Odoo holds it on one (logged)")
+    replay.set_defaults(func=cmd_replay)
+    auth = sub.add_parser("auth", help="OAuth2 consent of a mailbox (Microsoft 365, Google)")
+    asub = auth.add_subparsers(dest="action", required=True)
+    alogin = asub.add_parser("login", parents=[config], help="consent once; the refresh token is kept in state")
+    alogin.add_argument("--mailbox", required=True, help="the mailbox name (one top-level imap: its folder)")
+    auth.set_defaults(func=cmd_auth)
     return parser
 
 

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from croniter import croniter
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -29,6 +30,7 @@ from bridge.automation.directory import HrConfig, LmsConfig
 from bridge.automation.limits import ActionLimit
 from bridge.automation.verify import SenderPolicy
 from bridge.errors import ConfigurationError
+from bridge.textclass.categories import DEFAULT_CATEGORIES, Category
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -48,13 +50,87 @@ class DoneMarking(_Section):
     folder: str = "Processed"
 
 
+OAUTH_PROVIDERS = {
+    # provider: (token URL, device-code URL, authorize URL); {tenant} is the Microsoft directory
+    "microsoft": ("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token",
+                  "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/devicecode",
+                  "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize"),
+    # Google has no device flow for mail scopes: `bridge auth login` prints a URL and takes the code.
+    "google": ("https://oauth2.googleapis.com/token", "", "https://accounts.google.com/o/oauth2/v2/auth"),
+    "generic": ("", "", ""),
+}
+OAUTH_SCOPES = {
+    ("microsoft", "client_credentials"): "https://outlook.office365.com/.default",
+    ("microsoft", "refresh_token"): "https://outlook.office.com/IMAP.AccessAsUser.All "
+                                    "https://outlook.office.com/SMTP.Send offline_access",
+    ("google", "refresh_token"): "https://mail.google.com/",
+    ("google", "service_account"): "https://mail.google.com/",
+}
+
+
+class OAuth2Config(_Section):
+    """Where the mailbox's access tokens come from (bridge/auth/): an app's own credentials
+    (Microsoft 365 client credentials), a user's consent kept as a refresh token (Microsoft or
+    Google, stored by `bridge auth login`), or a Google service account acting for the mailbox."""
+
+    provider: Literal["microsoft", "google", "generic"] = "generic"
+    flow: Literal["client_credentials", "refresh_token", "service_account"]
+    tenant: str = ""  # microsoft: the directory (tenant) id or domain
+    token_url: str = ""  # empty: the provider's
+    device_code_url: str = ""  # for `bridge auth login`; empty: the provider's (none at Google)
+    authorize_url: str = ""  # for `bridge auth login` without a device flow; empty: the provider's
+    redirect_uri: str = "http://localhost"  # registered with the app; the operator pastes where it lands
+    client_id: str = ""
+    client_secret: SecretStr = SecretStr("")
+    scope: str = ""  # empty: the provider's scope for IMAP and SMTP
+    refresh_token: SecretStr = SecretStr("")  # a first refresh token; rotated ones are kept in state
+    service_account_file: str = ""  # google: the JSON key of the service account
+    user: str = ""  # the mailbox address the token acts for (JWT subject); empty: imap.username
+    mechanism: Literal["xoauth2", "oauthbearer"] = "xoauth2"
+    refresh_margin_seconds: float = Field(default=300.0, ge=0)  # refresh this long before expiry
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> OAuth2Config:
+        if not self.endpoint("token"):
+            need = "oauth2.tenant" if self.provider == "microsoft" else "oauth2.token_url"
+            raise ValueError(f"oauth2: {need} is needed to know the token endpoint")
+        if not self.client_id and self.flow != "service_account":
+            raise ValueError("oauth2.client_id is needed")
+        if self.flow == "client_credentials" and not self.client_secret.get_secret_value():
+            raise ValueError("oauth2.flow client_credentials needs oauth2.client_secret")
+        if self.flow == "service_account" and not self.service_account_file:
+            raise ValueError("oauth2.flow service_account needs oauth2.service_account_file")
+        if not self.effective_scope:
+            raise ValueError("oauth2.scope is needed for this provider and flow")
+        return self
+
+    def endpoint(self, which: Literal["token", "device", "authorize"]) -> str:
+        """The configured URL of one endpoint, else the provider's (with the tenant filled in)."""
+        own = {"token": self.token_url, "device": self.device_code_url, "authorize": self.authorize_url}[which]
+        if own:
+            return own
+        template = OAUTH_PROVIDERS[self.provider][("token", "device", "authorize").index(which)]
+        if "{tenant}" in template and not self.tenant:
+            return ""
+        return template.format(tenant=self.tenant)
+
+    @property
+    def effective_scope(self) -> str:
+        return self.scope or OAUTH_SCOPES.get((self.provider, self.flow), "")
+
+
 class ImapConfig(_Section):
     host: str = "127.0.0.1"
     port: int = 993
     security: Security = "tls"
     username: str
     password: SecretStr = SecretStr("")
-    auth: Literal["password"] = "password"  # seam: "oauth2" arrives with the OAuth2 issue
+    auth: Literal["password", "oauth2"] = "password"
+    oauth2: OAuth2Config | None = None  # with auth: oauth2
+    # auto: Gmail (X-GM-EXT-1) and Exchange Online are recognised by their capabilities; their
+    # IDLE is renewed before they drop it (9 / 20 min) and Gmail's All Mail is refused as folder.
+    provider: Literal["auto", "generic", "gmail", "microsoft"] = "auto"
     folder: str = "INBOX"
     quarantine_folder: str = "Quarantine"
     done: DoneMarking = DoneMarking()
@@ -66,6 +142,13 @@ class ImapConfig(_Section):
     max_message_bytes: int = Field(default=40 * 1024 * 1024, ge=1024)  # raw size: base64 adds a third
     timeout_seconds: float = Field(default=30.0, gt=0)
     reconnect_max_seconds: float = Field(default=60.0, gt=0)
+    throttle_seconds: float = Field(default=60.0, gt=0)  # wait after "throttled"/"too many connections" naming no time
+
+    @model_validator(mode="after")
+    def _oauth_when_asked(self) -> ImapConfig:
+        if self.auth == "oauth2" and self.oauth2 is None:
+            raise ValueError("imap.auth: oauth2 needs an imap.oauth2 section")
+        return self
 
 
 class SmtpConfig(_Section):
@@ -80,6 +163,8 @@ class SmtpConfig(_Section):
     max_connections: int = Field(default=4, ge=1)  # open at once; connections are reused
     idle_seconds: float = Field(default=30.0, gt=0)  # an unused connection is closed after this
     max_messages_per_connection: int = Field(default=100, ge=1)  # then QUIT and reconnect
+    auth: Literal["password", "oauth2"] = "password"  # password: AUTH with username/password when set
+    oauth2: OAuth2Config | None = None  # with auth: oauth2; empty: the mailbox's imap.oauth2 (one token for both)
 
 
 class OdooConfig(_Section):
@@ -102,6 +187,21 @@ class ReplyCap(_Section):
     per_seconds: float = Field(default=3600.0, gt=0)
 
 
+class SpamConfig(_Section):
+    """Mail the receiving server marked as spam (X-Spam-Flag/-Status, rspamd, Exchange SCL and
+    SFV): never acknowledged. ``ticket``: ticketed with ``tag`` (and ``stage``); ``folder``: no
+    ticket, moved to ``folder``. Failing SPF/DMARC at a trusted server: recorded, not answered."""
+
+    enabled: bool = True
+    action: Literal["ticket", "folder"] = "ticket"
+    tag: str = "spam"
+    stage: str = ""  # stage by name for spam tickets (empty: Odoo's default)
+    folder: str = "Junk"  # IMAP folder for action: folder (created if missing)
+    scl_threshold: int = Field(default=5, ge=1, le=9)  # Exchange's spam confidence level counted as spam
+    no_reply_on_auth_failure: bool = True  # SPF or DMARC fail → recorded without acknowledgement
+    trusted_authserv_ids: tuple[str, ...] = ()  # whose Authentication-Results count; empty: automation.sender's
+
+
 class GuardConfig(_Section):
     """Loop/auto-reply guard. Patterns are email addresses with ``*`` wildcards, case-insensitive."""
 
@@ -119,6 +219,13 @@ class GuardConfig(_Section):
     )
     reply_cap: ReplyCap = ReplyCap()
     bounce_suppress_days: float = Field(default=7.0, ge=0)  # after a hard bounce, the address is not mailed (0: off)
+    spam: SpamConfig = SpamConfig()
+
+
+def check_tag_prefix(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{0,16}", value):
+        raise ValueError("tag_prefix may only hold letters, digits, '-' and '_' (≤16)")
+    return value
 
 
 class TicketsConfig(_Section):
@@ -126,13 +233,16 @@ class TicketsConfig(_Section):
     acknowledge: bool = True
     templates_dir: str = ""  # a folder of overrides; empty: the templates packaged in bridge/templates
     max_references: int = Field(default=32, ge=1)
+    # Files of one email put on its ticket: larger ones are left out, listed in a note, and the
+    # sender told. 25 MiB is what Gmail and Outlook let a sender attach; imap.max_message_bytes
+    # (40 MiB raw ≈ 29 MB of files) bounds the total first unless it is raised.
+    max_attachment_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
+    max_total_attachment_bytes: int = Field(default=40 * 1024 * 1024, ge=1)
 
     @field_validator("tag_prefix")
     @classmethod
     def _prefix_is_simple(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_-]{0,16}", value):
-            raise ValueError("tag_prefix may only hold letters, digits, '-' and '_' (≤16)")
-        return value
+        return check_tag_prefix(value)
 
 
 class PipelineConfig(_Section):
@@ -156,6 +266,8 @@ class BridgeSection(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"  # json: one object per line on stderr, for log collectors
     log_addresses: Literal["mask", "keep"] = "mask"  # mask: a***@customer.example in every line
+    # SIGTERM: running jobs finish or park, the outbox sends what it can, then exit 0 within this.
+    shutdown_budget_seconds: float = Field(default=10.0, gt=0, le=600)
     # Plain-text IMAP/SMTP and http:// URLs are refused for hosts other than loopback unless
     # this is set (then the bridge warns at every start): passwords and mail would cross the
     # network in clear.
@@ -213,7 +325,7 @@ SlackEvent = Literal[
 ]
 # Why a human is asked: each may have its own mention target (``slack.mentions``).
 ESCALATION_KINDS = ("login_escalated", "login_unsure", "other_access", "automation_failed", "reply_failed",
-                    "sla_breach")
+                    "sla_breach", "mailbox_auth")
 _SLACK_ID = re.compile(r"[A-Z0-9]{2,20}")
 
 
@@ -352,8 +464,9 @@ class PriorityRule(_Section):
     priority: Literal["0", "1", "2", "3"]
     customer_domains: tuple[str, ...] = ()
     partner_tags: tuple[str, ...] = ()  # any of these tags on the customer's partner in Odoo (e.g. VIP)
-    mailboxes: tuple[str, ...] = ()  # IMAP folders
-    categories: tuple[Literal["login", "other"], ...] = ()  # what the classifier found
+    mailboxes: tuple[str, ...] = ()  # mailbox names (one mailbox at the top level: its IMAP folder)
+    # "login"/"other" as the login classifier found; with categories.enabled, any category key
+    categories: tuple[str, ...] = ()
     subject_words: tuple[str, ...] = ()  # only with sla.subject_urgency: true
 
 
@@ -412,8 +525,9 @@ class SlackRoute(_Section):
 
     channel: str
     team: str = ""  # odoo.team / odoo.project name
-    mailbox: str = ""  # the IMAP folder
-    category: Literal["", "login", "other"] = ""  # what the classifier found
+    mailbox: str = ""  # a mailbox name (one mailbox at the top level: its IMAP folder)
+    # "login"/"other" as the login classifier found; with categories.enabled, a category key
+    category: str = ""
 
 
 class SlackConfig(_Section):
@@ -482,10 +596,110 @@ class SlackConfig(_Section):
         return self.mentions.get(kind, self.mentions.get("default", ""))
 
 
+_MAILBOX_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+class MailboxConfig(_Section):
+    """One support address the bridge serves (``mailboxes:``): where its mail is read and sent
+    from, and what its tickets get. Empty settings fall back to the top-level ones."""
+
+    name: str  # in logs, /readyz, /metrics, state and `bridge auth login --mailbox`
+    imap: ImapConfig
+    smtp: SmtpConfig | None = None  # empty: the top-level smtp section
+    team: str = ""  # helpdesk team (or, with project_task, the project) of its tickets; empty: odoo.team/project
+    tag_prefix: str = ""  # empty: tickets.tag_prefix
+    templates_dir: str = ""  # empty: tickets.templates_dir
+    slack_channel: str = ""  # for its tickets when no slack.routes entry matches; empty: slack.channel
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not _MAILBOX_NAME.fullmatch(value):
+            raise ValueError("a mailbox name is 1-100 letters, digits, '.', '-' or '_'")
+        return value
+
+    @field_validator("tag_prefix")
+    @classmethod
+    def _prefix_is_simple(cls, value: str) -> str:
+        return check_tag_prefix(value)
+
+
+class CategoriesConfig(_Section):
+    """The ticket categories, kept in Odoo as tags (``tag_prefix`` + the category's name).
+
+    With ``enabled``, every new ticket gets one (bridge/pipeline/categorise.py) from the phrase
+    rules (bridge/textclass/categories.py): ``rules`` lists the categories in order (a tie goes to
+    the one listed first), each with its key, label and phrases; ``ticket_type`` also sets an
+    Enterprise ticket's type (helpdesk.ticket.type, found or created by the label) where Odoo has it.
+    """
+
+    enabled: bool = False
+    tag_prefix: str = "Category: "  # a ticket's tag with this prefix names its category
+    ticket_type: bool = False
+    fallback: str = "other"  # the key given when no phrase matches
+    rules: tuple[Category, ...] = DEFAULT_CATEGORIES
+
+    @model_validator(mode="after")
+    def _keys(self) -> CategoriesConfig:
+        keys = [c.key for c in self.rules]
+        if len(set(keys)) != len(keys):
+            raise ValueError("categories.rules: each category needs its own key")
+        if self.fallback not in keys:
+            raise ValueError(f"categories.fallback {self.fallback!r} is not a key of categories.rules")
+        return self
+
+
+class DigestConfig(_Section):
+    """The weekly digest in Slack and/or by email (bridge/reports/digest.py): at each slot of
+    ``schedule`` (cron: minute hour day month weekday, in ``calendar.timezone``), the report of
+    the ``period_days`` whole days before it. With ``base_url`` (the bridge's public URL; needs ``http.port``) the
+    full HTML report is kept and linked, served at GET /reports/latest?token=<link_token>."""
+
+    enabled: bool = False
+    schedule: str = "0 9 * * mon"  # Mondays at 09:00: the week before
+    period_days: int = Field(default=7, ge=1, le=92)
+    slack: bool = True  # posted in the Slack channel (needs slack.enabled)
+    channel: str = ""  # default: slack.channel
+    email_to: tuple[str, ...] = ()  # the support leads it is also emailed to
+    base_url: str = ""
+    link_token: SecretStr = SecretStr("")
+    catch_up_hours: float = Field(default=24.0, ge=0)  # a slot missed while down is posted this late at most
+    check_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a cron schedule (minute hour day month weekday)")
+        return value
+
+    @model_validator(mode="after")
+    def _link(self) -> DigestConfig:
+        if self.base_url and urlsplit(self.base_url).scheme not in ("http", "https"):
+            raise ValueError("reports.digest.base_url must be an http(s) URL")
+        if self.base_url and len(self.link_token.get_secret_value()) < 16:
+            raise ValueError("reports.digest.link_token must be set (16+ characters) with base_url")
+        return self
+
+
+class ReportsConfig(_Section):
+    """`bridge report`: the figures support leads are asked for every week."""
+
+    digest: DigestConfig = DigestConfig()
+
+    minutes_per_manual_ticket: float = Field(default=7.5, gt=0)  # an agent's time per ticket automation solves
+    page_size: int = Field(default=2000, ge=1, le=5000)  # tickets per Odoo read (their messages in one more)
+    recurring_similarity: float = Field(default=0.5, gt=0, le=1)  # subject word overlap (Jaccard) to group
+    recurring_top: int = Field(default=5, ge=1, le=50)  # recurring issues listed
+
+
 class Config(_Section):
     bridge: BridgeSection = BridgeSection()
+    # One mailbox: imap (and smtp) at the top, its name is its IMAP folder. Several: `mailboxes`,
+    # and imap may be left out (it then reads as the first mailbox's, as smtp does when absent).
     imap: ImapConfig
     smtp: SmtpConfig
+    mailboxes: tuple[MailboxConfig, ...] = ()
     odoo: OdooConfig
     tickets: TicketsConfig = TicketsConfig()
     guard: GuardConfig = GuardConfig()
@@ -500,10 +714,78 @@ class Config(_Section):
     follow_ups: FollowUpConfig = FollowUpConfig()
     satisfaction: SatisfactionConfig = SatisfactionConfig()
     sla: SlaConfig = SlaConfig()
+    categories: CategoriesConfig = CategoriesConfig()
+    reports: ReportsConfig = ReportsConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _first_mailbox_as_default(cls, data: Any) -> Any:
+        """With ``mailboxes`` listed, top-level imap/smtp may be left out: the first mailbox's stand in."""
+        if isinstance(data, dict) and isinstance(data.get("mailboxes"), list) and data["mailboxes"]:
+            first = data["mailboxes"][0]
+            if isinstance(first, dict):
+                data = dict(data)
+                data.setdefault("imap", first.get("imap"))
+                if "smtp" not in data and first.get("smtp") is not None:
+                    data["smtp"] = first["smtp"]
+        return data
+
+    @model_validator(mode="after")
+    def _mailboxes_distinct(self) -> Config:
+        names = [box.name for box in self.mailboxes]
+        if len(set(names)) != len(names):
+            raise ValueError("mailboxes: each mailbox needs its own name")
+        places = [(box.imap.host, box.imap.port, box.imap.username, box.imap.folder) for box in self.mailboxes]
+        if len(set(places)) != len(places):
+            raise ValueError("mailboxes: two mailboxes read the same IMAP folder of the same account")
+        for box in self.mailboxes:
+            smtp = box.smtp or self.smtp
+            if smtp.auth == "oauth2" and smtp.oauth2 is None and box.imap.oauth2 is None:
+                raise ValueError(f"mailboxes {box.name}: smtp.auth oauth2 needs smtp.oauth2 or imap.oauth2")
+        return self
+
+    @model_validator(mode="after")
+    def _priority_categories_known(self) -> Config:
+        """A priority rule's or a Slack route's categories are the login classifier's, or the
+        configured categories' keys."""
+        known = {c.key for c in self.categories.rules} if self.categories.enabled else {"login", "other"}
+        named = [("sla.priority_rules", set(rule.categories)) for rule in self.sla.priority_rules]
+        named += [("slack.routes", {route.category}) for route in self.slack.routes if route.category]
+        for where, categories in named:
+            unknown = sorted(categories - known)
+            if unknown:
+                raise ValueError(f"{where}: unknown categories {', '.join(unknown)} "
+                                 f"(known: {', '.join(sorted(known))})")
+        return self
+
+    @model_validator(mode="after")
+    def _digest_needs(self) -> Config:
+        digest = self.reports.digest
+        if digest.enabled and digest.slack and not self.slack.enabled:
+            raise ValueError("reports.digest.slack needs slack.enabled (or set it false and use email_to)")
+        if digest.enabled and not digest.slack and not digest.email_to:
+            raise ValueError("reports.digest goes nowhere: set slack or email_to")
+        if digest.enabled and digest.base_url and not self.http.port:
+            raise ValueError("reports.digest.base_url: the report is served by the HTTP endpoint, set http.port")
+        return self
 
     @property
     def own_domain(self) -> str:
         return self.bridge.message_id_domain or self.smtp.from_address.rpartition("@")[2]
+
+    @property
+    def mailbox_list(self) -> tuple[MailboxConfig, ...]:
+        """Every mailbox with its settings filled in; one built from imap/smtp when none is listed."""
+        if not self.mailboxes:
+            return (MailboxConfig(name=self.imap.folder if _MAILBOX_NAME.fullmatch(self.imap.folder) else "default",
+                                  imap=self.imap, smtp=self.smtp, team=self.odoo.project or self.odoo.team,
+                                  tag_prefix=self.tickets.tag_prefix, templates_dir=self.tickets.templates_dir,
+                                  slack_channel=self.slack.channel),)
+        return tuple(box.model_copy(update={
+            "smtp": box.smtp or self.smtp, "team": box.team or self.odoo.project or self.odoo.team,
+            "tag_prefix": box.tag_prefix or self.tickets.tag_prefix,
+            "templates_dir": box.templates_dir or self.tickets.templates_dir,
+            "slack_channel": box.slack_channel or self.slack.channel}) for box in self.mailboxes)
 
     @model_validator(mode="after")
     def _slack_actions_reachable(self) -> Config:
@@ -511,6 +793,12 @@ class Config(_Section):
             raise ValueError("slack.actions: http needs http.port (the endpoint Slack posts to)")
         if self.satisfaction.enabled and not self.http.port:
             raise ValueError("satisfaction.enabled needs http.port (the rating links are answered there)")
+        return self
+
+    @model_validator(mode="after")
+    def _smtp_token_known(self) -> Config:
+        if self.smtp.auth == "oauth2" and self.smtp.oauth2 is None and self.imap.oauth2 is None:
+            raise ValueError("smtp.auth: oauth2 needs smtp.oauth2 (or imap.oauth2 to share its token)")
         return self
 
     @model_validator(mode="after")
@@ -538,9 +826,22 @@ def is_loopback(host: str | None) -> bool:
 
 def insecure_transports(cfg: Config) -> list[str]:
     """The configured connections that would carry credentials in clear over a network."""
-    found = [f"{name}.security: plain to {section.host}"
-             for name, section in (("imap", cfg.imap), ("smtp", cfg.smtp))
-             if section.security == "plain" and not is_loopback(section.host)]
+    sections: list[tuple[str, ImapConfig | SmtpConfig]] = [("imap", cfg.imap), ("smtp", cfg.smtp)]
+    for box in cfg.mailboxes:
+        sections.append((f"mailboxes {box.name} imap", box.imap))
+        if box.smtp is not None:
+            sections.append((f"mailboxes {box.name} smtp", box.smtp))
+    found = sorted({f"{name}.security: plain to {section.host}" for name, section in sections
+                    if section.security == "plain" and not is_loopback(section.host)})
+    for name, section in sections:
+        oauth = section.oauth2
+        if oauth is not None:
+            for which in ("token", "device", "authorize"):
+                url = oauth.endpoint(which)  # type: ignore[arg-type]
+                if url:
+                    urls_oauth = urlsplit(url)
+                    if urls_oauth.scheme.lower() == "http" and not is_loopback(urls_oauth.hostname):
+                        found.append(f"{name}.oauth2 {which} URL: http:// to {urls_oauth.hostname}")
     urls = [("odoo.url", cfg.odoo.url)]
     if cfg.automation.hr is not None:
         urls.append(("automation.hr.url", cfg.automation.hr.url))
@@ -613,9 +914,25 @@ def anchor_paths(cfg: Config, base: Path) -> Config:
     empty templates_dir (no overrides) stays empty."""
     templates = str(base / cfg.tickets.templates_dir) if cfg.tickets.templates_dir else ""
     state = base / cfg.state.dir
+    mailboxes = tuple(box.model_copy(update={"templates_dir": str(base / box.templates_dir) if box.templates_dir else "",
+                                             "imap": _anchor_oauth(box.imap, base),
+                                             "smtp": _anchor_oauth(box.smtp, base) if box.smtp else None})
+                      for box in cfg.mailboxes)
     return cfg.model_copy(
         update={
             "tickets": cfg.tickets.model_copy(update={"templates_dir": templates}),
             "state": cfg.state.model_copy(update={"dir": str(state)}),
+            "imap": _anchor_oauth(cfg.imap, base),
+            "smtp": _anchor_oauth(cfg.smtp, base),
+            "mailboxes": mailboxes,
         }
     )
+
+
+def _anchor_oauth(section: Any, base: Path) -> Any:
+    """A service account key file named relative to the config file."""
+    oauth = section.oauth2
+    if oauth is None or not oauth.service_account_file:
+        return section
+    return section.model_copy(update={"oauth2": oauth.model_copy(
+        update={"service_account_file": str(base / oauth.service_account_file)})})

@@ -5,19 +5,41 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 
 @dataclass(frozen=True)
 class Attachment:
-    """One attachment of an inbound email."""
+    """One attachment of an inbound email.
+
+    ``content_id`` (the Content-ID, without angle brackets) is set only on an image the email's
+    HTML shows inline by ``cid:``: the chatter shows it there (bridge/mail/inline_images.py)."""
 
     filename: str
     content_type: str
     payload: bytes
+    content_id: str = ""
 
     @property
     def size(self) -> int:
         return len(self.payload)
+
+
+@dataclass(frozen=True)
+class ArcEvidence:
+    """What the ARC chain of an email proves (RFC 8617), checked once at intake where the raw bytes are.
+
+    ``cv`` is the chain validation result: only ``"pass"`` makes ``auth_results`` (the
+    ARC-Authentication-Results value of the highest instance, ``i=`` tag included) the sealer's
+    word. ``signer`` is the ``d=`` of that instance's ARC-Seal, ASCII lower-cased; it, ``instance``
+    and ``auth_results`` are best effort ("" / 0) when the chain is unreadable.
+    """
+
+    cv: Literal["pass", "fail", "none"]
+    instance: int
+    signer: str
+    auth_results: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -32,6 +54,8 @@ class InboundEmail:
     string objects as in ``headers``: where a header stands relative to another one (an
     Authentication-Results above our Received) is evidence the dict cannot hold. Empty for an
     email that was not parsed from bytes (a ticket created in Odoo).
+    ``arc`` is the checked ARC chain, None when it was not checked (no trusted ARC signer
+    configured) or the email carries no ARC set.
     """
 
     key: str
@@ -52,6 +76,8 @@ class InboundEmail:
     size: int
     defects: tuple[str, ...] = ()
     header_fields: tuple[tuple[str, str], ...] = ()
+    arc: ArcEvidence | None = None
+    mailbox: str = ""  # the name of the mailbox it was read from (set by the intake)
 
     def header(self, name: str) -> str:
         """First value of a header (name case-insensitive), or "" when absent."""
@@ -83,3 +109,6 @@ class GuardVerdict:
     action: GuardAction
     reason: str = ""
     about: str = ""  # BOUNCE: the Message-ID of our mail that bounced
+    spam: bool = False  # RECORD_ONLY as spam (tagged); DROP as spam: moved to ``folder``
+    folder: str = ""  # DROP: the folder the email goes to instead of the quarantine
+    unverified: bool = False  # RECORD_ONLY as a forged-looking sender: still ticketed and escalated, never answered

@@ -28,6 +28,10 @@ class Notifier(Protocol):
         """Something happened on a ticket (new_ticket, customer_replied, assigned, resolved, …)."""
         ...
 
+    def alert(self, key: str, *, mailbox: str, problem: str, action: str, channel: str = "") -> list[Effect]:
+        """The bridge itself needs a person (a mailbox's credentials were refused); once per ``key``."""
+        ...
+
 
 class LogNotifier:
     """Escalations as one WARNING line each; other events are not worth a line of their own."""
@@ -41,4 +45,8 @@ class LogNotifier:
         return []
 
     def ticket_event(self, event: str, ticket_id: int, key: str, **detail: Any) -> list[Effect]:
+        return []
+
+    def alert(self, key: str, *, mailbox: str, problem: str, action: str, channel: str = "") -> list[Effect]:
+        self.log.error("mailbox %s: %s (%s)", mailbox, problem, action)
         return []

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 
 from bridge.config import Config
+from bridge.auth.vault import TokenVault
 from bridge.mail.inbox import ImapSession
+from bridge.mailboxes import mailbox_tokens
 from bridge.store import Store
 
 
@@ -38,12 +40,19 @@ def retry(cfg: Config, store: Store, key: str) -> int:
     if job is not None and job.get("status") == "quarantined":
         job.update(status="active", rejections=0, attempts=0, last_error="", updated_at=time.time())
         store.jobs.put(key, job)  # durable: on disk before the email is visible again
-    session = ImapSession(cfg.imap)
-    session.open()
-    try:
-        moved = session.restore_from_quarantine(key)
-    finally:
-        session.close()
+    moved = 0
+    named = (before or {}).get("mailbox")
+    boxes = sorted(cfg.mailbox_list, key=lambda box: box.name != named)  # its own mailbox first, then the rest
+    vault = TokenVault(cfg.state.dir)
+    for box in boxes:
+        session = ImapSession(box.imap, mailbox_tokens(box, vault)[0])
+        session.open()
+        try:
+            moved = session.restore_from_quarantine(key)
+        finally:
+            session.close()
+        if moved:
+            break
     if moved and before is not None:
         store.quarantine.delete_if_equal(key, before)
     return moved

@@ -3,13 +3,12 @@
 Each closing email carries two links, ``<base_url>/rate/<token>``, one per answer (good, bad).
 The token names the ticket, the closure it rates and the answer, signed with the bridge's
 secret (HMAC-SHA256), so a link cannot be forged or moved to another ticket. The first answer
-for a closure is kept: opening a link again, or the other one, changes nothing. A rating is
-kept in the ticket record, noted on the ticket and told in its Slack thread, all through the
-outbox.
+for a closure is kept: answering again, or the other way, changes nothing. A rating is kept in
+the ticket record, noted on the ticket and told in its Slack thread, all through the outbox.
 
-Mail security scanners that open every link in a message would rate on the customer's behalf;
-the page the link opens says what was recorded, so a customer who sees the wrong answer there
-can tell support.
+Opening a link (GET) records nothing: mail security scanners (Microsoft Safe Links, Proofpoint,
+Mimecast) open every link of a message, and would rate on the customer's behalf. The page asks
+the customer to confirm with one button, a POST, which scanners do not send.
 """
 
 from __future__ import annotations
@@ -61,10 +60,15 @@ def links(base_url: str, secret: bytes, ticket_id: int, closure: int) -> dict[st
             for code, name in ANSWERS.items()}
 
 
-def page(title: str, text: str) -> bytes:
-    return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{escape(title)}</title></head>"
-            f"<body style=\"font-family: sans-serif; max-width: 36em; margin: 3em auto;\"><h1>{escape(title)}</h1>"
-            f"<p>{escape(text)}</p></body></html>").encode()
+def page(title: str, text: str, button: str = "") -> bytes:
+    """A small page; with ``button``, a form that POSTs back to the same URL (the confirmation)."""
+    form = (f"<form method=\"post\"><button type=\"submit\" style=\"font-size: 1.2em; padding: .5em 1.5em;\">"
+            f"{escape(button)}</button></form>") if button else ""
+    return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" "
+            f"content=\"width=device-width, initial-scale=1\"><meta name=\"robots\" content=\"noindex\">"
+            f"<title>{escape(title)}</title></head>"
+            f"<body style=\"font-family: sans-serif; max-width: 36em; margin: 3em auto; padding: 0 1em;\">"
+            f"<h1>{escape(title)}</h1><p>{escape(text)}</p>{form}</body></html>").encode()
 
 
 class Ratings:
@@ -77,12 +81,13 @@ class Ratings:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def submit_threadsafe(self, value: str) -> tuple[int, bytes]:
-        """GET /rate/<token>: the HTTP status and page."""
+    def submit_threadsafe(self, value: str, record: bool) -> tuple[int, bytes]:
+        """GET /rate/<token> (``record`` False: asks to confirm) or its POST (records): the HTTP
+        status and page."""
         found = verify(self.ctx.composer.secret, value)
         if found is None or self._loop is None:
             return 404, page("Link not valid", "This rating link is not valid. Nothing was recorded.")
-        future = asyncio.run_coroutine_threadsafe(self._record(*found), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self._record(*found, confirmed=record), self._loop)
         try:
             outcome = future.result(timeout=SUBMIT_SECONDS)
         except TimeoutError:
@@ -93,10 +98,15 @@ class Ratings:
             return 200, page("Thank you", f"Your rating ({answer}) has been recorded.")
         if outcome == "unknown":
             return 404, page("Link not valid", "This ticket is not known here. Nothing was recorded.")
+        if outcome == "to confirm":
+            wording = "good" if answer == "good" else "not good"
+            return 200, page("Rate our answer", f"Was our answer to your request {wording}? Press the button "
+                             "to send your rating.", button=f"Send: {wording}")
         return 200, page("Thank you", f"Your rating for this request was already recorded ({outcome}).")
 
-    async def _record(self, ticket_id: int, closure: int, code: str) -> str:
-        """``recorded``, the answer already kept for this closure, or ``unknown``."""
+    async def _record(self, ticket_id: int, closure: int, code: str, *, confirmed: bool) -> str:
+        """``recorded``, ``to confirm`` (not confirmed yet), the answer already kept for this
+        closure, or ``unknown``."""
         ctx = self.ctx
         record = ctx.tickets.get(ticket_id)
         if record is None:
@@ -105,6 +115,8 @@ class Ratings:
         kept = ratings.get(str(closure))
         if kept:
             return str(kept)
+        if not confirmed:
+            return "to confirm"
         answer = ANSWERS[code]
         ratings[str(closure)] = answer
         ctx.tickets.update_odoo(ticket_id, ratings=ratings)

@@ -26,7 +26,7 @@ class TicketRecord:
     customer_name: str = ""
     subject: str = ""  # the ticket's subject as the customer wrote it (replies are composed from it)
     origin: str = "email"  # email | odoo (created directly in Odoo)
-    mailbox: str = ""  # the IMAP folder (one bridge may serve several mailboxes later)
+    mailbox: str = ""  # the mailbox it came in by (its name; one top-level mailbox: its IMAP folder)
     first_message_id: str = ""
     last_inbound_message_id: str = ""
     last_outbound_message_id: str = ""

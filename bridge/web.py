@@ -140,14 +140,48 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/metrics":
             self._send(200, *web.metrics())
         elif path.startswith("/rate/") and web.on_rating is not None:
-            status, body = web.on_rating(path.removeprefix("/rate/"))
+            status, body = web.on_rating(path.removeprefix("/rate/"), False)
             self._send(status, body, "text/html; charset=utf-8")
+        elif path == "/reports/latest" and web.latest_report is not None:
+            self._latest_report(web)
         else:
             self._reply(404, {"error": "not found"})
+
+    def _given_token(self) -> str:
+        """The token a caller sent: the X-Bridge-Token header, else ``?token=`` in the URL."""
+        return self.headers.get("X-Bridge-Token") or (parse_qs(urlsplit(self.path).query).get("token") or [""])[0]
+
+    def _latest_report(self, web: WebServer) -> None:
+        """The digest's full report, for whoever has its link (the token in it, or in X-Bridge-Token)."""
+        given = self._given_token()
+        expected, page = web.latest_report()
+        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+            log.warning("reports: refused /reports/latest with a wrong or missing token from %s", self.client_address[0])
+            self._reply(401, {"error": "unauthorized"})
+        elif page is None:
+            self._reply(404, {"error": "no report yet"})
+        else:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.send_header("Cache-Control", "private, no-store")
+            self.send_header("Referrer-Policy", "no-referrer")  # the token is in the URL
+            self.send_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:")
+            self.end_headers()
+            self.wfile.write(page)
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         web = self.server.web
         url = urlsplit(self.path)
+        if url.path.startswith("/rate/") and web.on_rating is not None:  # the customer's confirmation
+            try:
+                self.rfile.read(_content_length(self.headers))
+            except _Refused as exc:
+                self._reply(exc.status, {"error": str(exc)})
+                return
+            status, page = web.on_rating(url.path.removeprefix("/rate/"), True)
+            self._send(status, page, "text/html; charset=utf-8")
+            return
         if url.path in SLACK_PATHS and web.on_slack is not None:
             try:
                 body = self.rfile.read(_content_length(self.headers))
@@ -161,7 +195,7 @@ class _Handler(BaseHTTPRequestHandler):
                 url.path == "/webhook/odoo" and web.on_odoo_change is None):
             self._reply(404, {"error": "not found"})
             return
-        given = self.headers.get("X-Bridge-Token") or (parse_qs(url.query).get("token") or [""])[0]
+        given = self._given_token()
         if not hmac.compare_digest(given.encode(), web.token.encode()):
             log.warning("webhook: refused a call with a wrong or missing token from %s", self.client_address[0])
             self._reply(401, {"error": "unauthorized"})
@@ -247,12 +281,15 @@ class WebServer:
         metrics: Callable[[], tuple[bytes, str]],
         on_slack: Callable[[str, bytes, dict[str, str]], tuple[int, dict[str, Any]]] | None = None,
         on_odoo_change: Callable[[], None] | None = None,
-        on_rating: Callable[[str], tuple[int, bytes]] | None = None,
+        on_rating: Callable[[str, bool], tuple[int, bytes]] | None = None,
+        latest_report: Callable[[], tuple[str, bytes | None]] | None = None,
     ) -> None:
+        """``latest_report``: the token of /reports/latest and the page (None before the first digest)."""
         self.token = cfg.webhook_token.get_secret_value()
         self.on_slack = on_slack
         self.on_odoo_change = on_odoo_change
         self.on_rating = on_rating
+        self.latest_report = latest_report
         self.on_ticket = on_ticket
         self.readiness = readiness
         self.metrics = metrics

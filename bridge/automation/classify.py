@@ -12,12 +12,10 @@ The rules are phrase lists, kept as data in ``ClassifierConfig``:
 * quoted lines (``> ...``) are ignored: they repeat an earlier message, often our own; for the
   same reason a reply's subject ("Re: Can't log in" above "Works now, thanks!") is ignored.
 
-Matching is case-, accent- and spacing-insensitive. Phrase and text both go through ``fold``
-and then through a short table of spelling variants, so "can't log in", "cannot sign-in",
-"unable to login" and "not able to log into" are one phrase, as are "ko đăng nhập đc" and
-"không đăng nhập được"; "tài khoản", "tk" and "acc" all read "account". In a phrase, ``...``
-stands for up to six words within one sentence: "account ... locked" matches "my account has
-been locked".
+Matching is case-, accent- and spacing-insensitive (bridge/textclass/phrases.py, shared with
+the ticket categories): "can't log in", "cannot sign-in", "unable to login" and "not able to log
+into" are one phrase, as are "ko đăng nhập đc" and "không đăng nhập được"; in a phrase, ``...``
+stands for up to six words within one sentence.
 
 Only the first ``MAX_TEXT_CHARS`` of the text and ``MAX_SUBJECT_CHARS`` of the subject are read:
 a person states the problem at the top, and matching cost grows with the text (a 5 MB body of
@@ -34,6 +32,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bridge.textclass.model import fold
+from bridge.textclass.phrases import canonical, compile_phrase, well_formed
 
 Language = Literal["en", "vi"]
 
@@ -318,12 +317,7 @@ class ClassifierConfig(BaseModel):
     @field_validator("phrases", "exclude_phrases")
     @classmethod
     def _well_formed(cls, phrases: tuple[str, ...]) -> tuple[str, ...]:
-        """A phrase needs a word, and ``...`` only between words: a typo should fail at load, not match nothing."""
-        for phrase in phrases:
-            tokens = _tokens(phrase)
-            if not any(t != _GAP for t in tokens) or tokens[0] == _GAP or tokens[-1] == _GAP:
-                raise ValueError(f"phrase {phrase!r} needs words, with '...' only between them")
-        return phrases
+        return well_formed(phrases)
 
 
 @dataclass(frozen=True)
@@ -334,60 +328,6 @@ class Classification:
     matched: tuple[str, ...]  # positive phrases found, as configured
     excluded_by: str = ""  # the exclusion that vetoed the match, if any
     language: Language = "en"
-
-
-def _variant(pattern: str) -> re.Pattern[str]:
-    return re.compile(rf"(?<![a-z0-9])(?:{pattern})(?![a-z0-9])")
-
-
-# Spelling variants rewritten to one form in text and phrases alike: language facts, not policy.
-_VARIANTS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (
-        _variant(
-            r"can ?not|can'?t|could ?not|couldn'?t|unable to|(?:not|never|won'?t) (?:be )?able to|can no longer"
-            r"|(?:won'?t|will not|doesn'?t|does not|didn'?t|did not|isn'?t|is not)"
-            r" (?:let|letting|allow|allowing) me(?: to)?"
-        ),
-        "cant",
-    ),
-    (_variant(r"(?:logg?|sign)(?:ging|ged|s)?[ -]?(?:in|on)(?:to|s)?"), "login"),
-    (_variant(r"(?:pass ?word|passwd|pasword|passowrd|pwd)s?"), "password"),
-    (_variant(r"khong|ko|k|kg|khg|hok"), "khong"),
-    (_variant(r"duoc|dc"), "duoc"),
-    (_variant(r"mk"), "mat khau"),
-    (_variant(r"tai khoan|tk|acc|acct|accnt|acount|accout"), "account"),
-    (_variant(r"recogni[sz]ed"), "recognised"),
-)
-
-
-def _canonical(folded: str) -> str:
-    for pattern, replacement in _VARIANTS:
-        folded = pattern.sub(replacement, folded)
-    return folded
-
-
-_GAP = "..."
-_SEP = r"[^a-z0-9.!?;]{0,3}"  # between adjacent words: spaces, hyphens, quotes, or nothing ("matkhau")
-_GAP_RE = r"(?:[^a-z0-9.!?;]{1,3}[a-z0-9]+){0,6}" + _SEP  # up to six words, not across a sentence end
-
-
-def _tokens(phrase: str) -> list[str]:
-    return re.findall(r"\.\.\.|[a-z0-9]+", _canonical(fold(phrase)))
-
-
-def _compile(phrase: str) -> re.Pattern[str]:
-    """One phrase → one regex over canonical text, anchored on word boundaries at both ends."""
-    parts: list[str] = []
-    gap = False
-    for token in _tokens(phrase):
-        if token == _GAP:
-            gap = True
-            continue
-        if parts:
-            parts.append(_GAP_RE if gap else _SEP)
-        parts.append(re.escape(token))
-        gap = False
-    return re.compile(r"(?<![a-z0-9])" + "".join(parts) + r"(?![a-z0-9])")
 
 
 _REPLY_SUBJECT = re.compile(r"\s*(?:re|aw|sv|vs|antw|tl|trả lời)\s*(?:\[\d{1,4}\]|\(\d{1,4}\))?\s*[:：]", re.I)
@@ -403,8 +343,8 @@ class LoginClassifier:
 
     def __init__(self, cfg: ClassifierConfig) -> None:
         self._fields = cfg.fields
-        self._positive = tuple((p, _compile(p)) for p in cfg.phrases)
-        self._exclude = tuple((p, _compile(p)) for p in cfg.exclude_phrases)
+        self._positive = tuple((p, compile_phrase(p)) for p in cfg.phrases)
+        self._exclude = tuple((p, compile_phrase(p)) for p in cfg.exclude_phrases)
 
     def classify(self, subject: str, text: str) -> Classification:
         """Positive phrases found, then the first exclusion that vetoes them, if any.
@@ -413,7 +353,7 @@ class LoginClassifier:
         """
         subject, text = subject[:MAX_SUBJECT_CHARS], text[:MAX_TEXT_CHARS]
         source = {"subject": "" if _REPLY_SUBJECT.match(subject) else subject, "text": _unquoted(text)}
-        haystacks = [_canonical(fold(source[name])) for name in self._fields]
+        haystacks = [canonical(fold(source[name])) for name in self._fields]
         language = detect_language(subject, text)
         matched = tuple(p for p, rx in self._positive if any(rx.search(h) for h in haystacks))
         if not matched:

@@ -37,12 +37,16 @@ from bridge.textclass.model import CUE_WEIGHT, MAX_CHARS, LinearTextModel, featu
 from bridge.textclass.own_words import Parts, own_words
 
 Outcome = Literal["act", "ask", "skip"]
+# Cues that never let the playbook act: the problem is someone else's, or the sender can still get
+# in (a reset or an unlock would fix nothing they asked about).
+NO_ACT_CUES = frozenset({"someone_else", "still_works"})
 PACKAGED_MODEL = Path(__file__).resolve().parents[1] / "models" / "login_intent.json.gz"
 
 DEFAULT_OTHER_SYSTEMS: tuple[str, ...] = (
     "microsoft 365", "office 365", "o365", "outlook", "teams", "onedrive", "sharepoint", "vpn", "wifi", "wi-fi",
-    "hr portal", "payroll", "crm", "zoom", "sis", "sims", "powerschool", "vnedu", "smas", "library", "printer",
-    "cổng nhân sự", "phần mềm lương", "thư viện", "máy in",
+    "hr portal", "hr system", "hr self-service", "pension portal", "payroll", "crm", "zoom", "sis", "sims",
+    "powerschool", "vnedu", "smas", "library", "printer", "papercut", "remote desktop",
+    "cổng nhân sự", "phần mềm lương", "phần mềm kế toán", "thư viện", "máy in",
 )
 DEFAULT_LMS_NAMES: tuple[str, ...] = (
     "lms", "moodle", "e-learning", "elearning", "learning portal", "learning platform", "course site",
@@ -176,7 +180,7 @@ class IntentClassifier:
         cues.extend(f"cue: {cue}" for cue in text_cues)
         if other_system:
             outcome: Outcome = self.other_system_outcome if access >= self.ask else "skip"
-        elif score >= self.act and not excluded_by and "someone_else" not in text_cues:
+        elif score >= self.act and not excluded_by and not NO_ACT_CUES.intersection(text_cues):
             outcome = "act"
         elif score >= self.ask or (matched and not excluded_by):
             outcome = "ask"

@@ -93,11 +93,14 @@ class LoginStage:
         assert email is not None
         if auto is None:
             return {"login": False}
-        if not job.result("ticket").get("new") or job.result("guard").get("action") != GuardAction.PROCESS.value:
+        guard = job.result("guard")
+        if not job.result("ticket").get("new") or not (
+                guard.get("action") == GuardAction.PROCESS.value or guard.get("unverified")):
             return {"login": False, "skipped": "not a new ticket from a person"}
         run = dict(job.results.get("login_run") or {})
         if "decision" not in run:
-            run = await self._decide(email, ctx, auto, job.results.get("requester"))
+            run = await self._decide(email, ctx, auto, job.results.get("requester"),
+                                     guard.get("reason", "") if guard.get("unverified") else "")
             if not run["login"]:
                 return {"login": False, "classified": "not a login problem"}
             job.results["login_run"] = run
@@ -122,10 +125,13 @@ class LoginStage:
         }
 
     async def _decide(
-        self, email: InboundEmail, ctx: Context, auto: Automation, requester: dict[str, Any] | None
+        self, email: InboundEmail, ctx: Context, auto: Automation, requester: dict[str, Any] | None,
+        guard_failure: str = "",
     ) -> dict[str, Any]:
         """Gather the facts and decide. ``requester`` is the verdict for a ticket created in Odoo
-        (no email headers to check); emails are verified by their Authentication-Results."""
+        (no email headers to check); emails are verified by their Authentication-Results.
+        ``guard_failure``: the guard already found the sender's authentication failed (the email is
+        recorded without reply), which no later check may overrule."""
         timings: dict[str, int] = {}
         started = time.monotonic()
         found = await ctx.blocking(auto.classifier.classify, email.subject, email.text)  # CPU: off the loop
@@ -147,7 +153,9 @@ class LoginStage:
                             "other_access")
 
         started = time.monotonic()
-        if requester is None:
+        if guard_failure:
+            trusted, reason = False, guard_failure
+        elif requester is None:
             verdict = await ctx.blocking(verify_sender, email, auto.cfg.sender)
             trusted, reason = verdict.trusted, verdict.reason
         else:
@@ -163,7 +171,7 @@ class LoginStage:
 
         started = time.monotonic()
         try:
-            employee = await ctx.blocking(auto.hr.lookup, email.from_addr)
+            employee = await ctx.service("hr", auto.hr.lookup, email.from_addr)
         except BridgeError as exc:
             timings["hr"] = _ms(started)
             return escalate(f"HR check failed: {exc}")
@@ -175,7 +183,7 @@ class LoginStage:
 
         started = time.monotonic()
         try:
-            account = await ctx.blocking(auto.lms.account, account_email)
+            account = await ctx.service("lms", auto.lms.account, account_email)
         except BridgeError as exc:
             timings["lms_lookup"] = _ms(started)
             return escalate(f"LMS check failed: {exc}")
@@ -232,7 +240,7 @@ async def lms_action(ctx: Context, auto: Automation, action: str, account: str, 
     started = time.monotonic()
     for attempt in (1, 2):  # one immediate retry: the idempotency key makes it safe
         try:
-            result = await ctx.blocking(call, account, key)
+            result = await ctx.service("lms", call, account, key)
         except TransientError as exc:
             if attempt == 2:
                 return {"failed": f"LMS {action} failed: {exc}", "transient": True, "ms": _ms(started)}

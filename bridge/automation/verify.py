@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal
 
 from mailparser.utils import get_addresses
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from bridge.ascii import ascii_lower
-from bridge.models import InboundEmail
+from bridge.mail.arc import DnsFunc, arc_evidence, dns_txt_resolver, parse_server
+from bridge.models import ArcEvidence, InboundEmail
 
 # verify_sender runs on the event loop: hostile sizes are bounded. Our server's header is among
 # the topmost few and short; a Received header's "by" clause comes within its first words.
@@ -18,6 +20,8 @@ MAX_RESULTS_HEADERS = 20
 MAX_RESULTS_CHARS = 8 * 1024
 _RECEIVED_SCAN = 2 * 1024
 _TOKEN = re.compile(r'[^\s()<>@,;:\\"/\[\]?=\x00-\x1f\x7f]+')  # RFC 2045 token: a bare authserv-id
+_ARC_INSTANCE = re.compile(r"\s*i\s*=\s*[0-9]+\s*;")
+_EXCHANGE_SERVER = "our receiving server (no authserv-id)"
 
 
 class SenderPolicy(BaseModel):
@@ -36,6 +40,17 @@ class SenderPolicy(BaseModel):
     ``Received`` header count (they were added after our MTA took the message in); if no such
     header exists, nothing is trusted. This catches a forged header when our milter failed open
     or a path (internal submission) skipped it. When empty, any position counts (the app warns).
+    ``exchange_results="trust"`` takes an Authentication-Results header WITHOUT authserv-id
+    (Exchange Online writes its results straight after the colon, ``spf=pass ...``) as our
+    server's. Anyone can write such a header, so this needs ``trusted_received_by``: only one
+    above our MTA's Received header counts. ``"ignore"`` (the default) never uses one.
+    ``trusted_arc_signers`` are the sealing domains (ARC-Seal ``d=``, e.g. ``google.com``) whose
+    ARC-Authentication-Results stand in when no Authentication-Results of ours is there: only
+    the highest ARC instance, only with a chain that validates (RFC 8617), checked at intake.
+    A valid seal proves the signer wrote those results, not when: like DKIM, a sealed message
+    can be replayed, so list only forwarders the organisation's mail really passes through.
+    ``arc_dns_server`` is the resolver (``ip``, ``ip:port`` or ``[ipv6]:port``) for the ARC key
+    look-ups; empty uses the system resolver.
     Ids, hosts and domains compare ASCII case-insensitively, never by Unicode case folding.
     """
 
@@ -45,6 +60,9 @@ class SenderPolicy(BaseModel):
     organisation_domains: tuple[str, ...] = ()
     trusted_authserv_ids: tuple[str, ...] = ()
     trusted_received_by: tuple[str, ...] = ()
+    exchange_results: Literal["ignore", "trust"] = "ignore"
+    trusted_arc_signers: tuple[str, ...] = ()
+    arc_dns_server: str = ""
 
     @field_validator("organisation_domains")
     @classmethod
@@ -72,6 +90,36 @@ class SenderPolicy(BaseModel):
         if not all(hosts):
             raise ValueError("an empty host name would match no Received header")
         return hosts
+
+    @field_validator("trusted_arc_signers")
+    @classmethod
+    def _signers_are_domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        signers = tuple(_domain(entry) for entry in value)
+        for entry, signer in zip(value, signers):
+            if any(c in signer for c in "@*/ ") or "." not in signer:
+                raise ValueError(f"{entry!r} is not a sealing domain (the d= of an ARC-Seal)")
+        return signers
+
+    @field_validator("arc_dns_server")
+    @classmethod
+    def _server_is_address(cls, value: str) -> str:
+        if value.strip():
+            try:
+                parse_server(value)
+            except ValueError as error:
+                raise ValueError(f"{value!r} is not the ip, ip:port or [ipv6]:port of a DNS resolver "
+                                 f"({error})") from None
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _exchange_needs_position(self) -> SenderPolicy:
+        if self.exchange_results == "trust" and not self.trusted_received_by:
+            raise ValueError(
+                "exchange_results 'trust' needs trusted_received_by: anyone can write an "
+                "Authentication-Results header without authserv-id, only one above our MTA's "
+                "Received header is our server's"
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -221,6 +269,13 @@ def parse_authentication_results(value: str) -> tuple[str, list[dict]]:
     return authserv_id, results
 
 
+def parse_arc_authentication_results(value: str) -> tuple[str, list[dict]]:
+    """Parse an ARC-Authentication-Results value (``i=N; authserv-id; results``, RFC 8617 §4.1.1)
+    as ``parse_authentication_results`` does; ``("", [])`` when the leading ``i=`` tag is missing."""
+    tag = _ARC_INSTANCE.match(value)
+    return parse_authentication_results(value[tag.end() :]) if tag else ("", [])
+
+
 # --- the verdict ---------------------------------------------------------------------------------
 
 
@@ -343,6 +398,39 @@ def _results_headers(email: InboundEmail, policy: SenderPolicy) -> tuple[list[st
     return [], [], f"no Received header by our receiving server ({hosts}): no Authentication-Results can be trusted"
 
 
+def _results_server(authserv_id: str, results: list[dict], policy: SenderPolicy) -> str:
+    """Who wrote a header we may use: a trusted authserv-id, our Exchange Online server, or ""."""
+    if authserv_id:
+        return authserv_id if ascii_lower(authserv_id) in policy.trusted_authserv_ids else ""
+    # model_copy skips the validators: the position requirement is checked here again
+    exchange = policy.exchange_results == "trust" and policy.trusted_received_by
+    return _EXCHANGE_SERVER if exchange and results else ""
+
+
+def _arc_problem(arc: ArcEvidence, policy: SenderPolicy) -> str:
+    """Why the ARC evidence cannot stand in for our server's results, or "" when it can."""
+    if arc.cv != "pass":
+        return f"chain {arc.cv}: {arc.reason}"
+    if arc.signer not in policy.trusted_arc_signers:
+        return f"{arc.signer or 'an unnamed sealer'} is not a trusted ARC signer"
+    if len(arc.auth_results) > MAX_RESULTS_CHARS:
+        return f"its ARC-Authentication-Results is longer than {MAX_RESULTS_CHARS} characters"
+    return ""
+
+
+def _arc_verdict(arc: ArcEvidence, domain: str, policy: SenderPolicy, evidence: list[str]) -> Verdict | None:
+    """The verdict on a trusted signer's ARC-Authentication-Results; None (noted in ``evidence``) if unusable."""
+    where = f"ARC set i={arc.instance} sealed by {arc.signer or '?'}"
+    problem = _arc_problem(arc, policy)
+    if problem:
+        evidence.append(f"ignored ({where}: {problem}): {arc.auth_results[:200]}")
+        return None
+    evidence.append(f"used ({where}, chain pass): {arc.auth_results}")
+    authserv_id, results = parse_arc_authentication_results(arc.auth_results)
+    trusted, reason = _judge(results, domain, f"{authserv_id or '?'} via the {where}", policy.require)
+    return Verdict(trusted, reason, tuple(evidence))
+
+
 def verify_sender(email: InboundEmail, policy: SenderPolicy) -> Verdict:
     """Trusted only if the From domain is ours to serve and OUR server vouches for it.
 
@@ -351,7 +439,10 @@ def verify_sender(email: InboundEmail, policy: SenderPolicy) -> Verdict:
     The first ``MAX_RESULTS_HEADERS`` are looked at; one longer than ``MAX_RESULTS_CHARS`` ends
     the search untrusted (a sender cannot put headers above our server's). With
     ``policy.trusted_received_by``, only headers above our MTA's topmost Received header are
-    looked at (see ``SenderPolicy``).
+    looked at (see ``SenderPolicy``); there, with ``exchange_results="trust"``, one without
+    authserv-id counts too. When no header of ours is found, the ARC-Authentication-Results of
+    ``email.arc`` is judged the same way if its chain passed and its sealer is a trusted ARC
+    signer.
     """
     domain = _addr_domain(email.from_addr)
     if not domain:
@@ -374,12 +465,17 @@ def verify_sender(email: InboundEmail, policy: SenderPolicy) -> Verdict:
             return Verdict(False, f"an Authentication-Results header is longer than {MAX_RESULTS_CHARS} "
                                   "characters: not read", tuple(evidence))
         authserv_id, results = parse_authentication_results(value)
-        if ascii_lower(authserv_id) not in policy.trusted_authserv_ids:
+        server = _results_server(authserv_id, results, policy)
+        if not server:
             evidence.append(f"ignored (authserv-id {authserv_id or '?'} is not trusted): {value}")
             continue
         evidence.append(f"used: {value}")
-        trusted, reason = _judge(results, domain, authserv_id, policy.require)
+        trusted, reason = _judge(results, domain, server, policy.require)
         return Verdict(trusted, reason, tuple(evidence))
+    if email.arc is not None:
+        arc_verdict = _arc_verdict(email.arc, domain, policy, evidence)
+        if arc_verdict is not None:
+            return arc_verdict
     reason = "no Authentication-Results from a trusted server"
     if len(candidates) > MAX_RESULTS_HEADERS:
         reason += f" among the topmost {MAX_RESULTS_HEADERS}"
@@ -389,3 +485,19 @@ def verify_sender(email: InboundEmail, policy: SenderPolicy) -> Verdict:
         evidence += [f"ignored (below the Received header of {hosts}): {value}"
                      for value in below[:MAX_RESULTS_HEADERS]]
     return Verdict(False, reason, tuple(evidence))
+
+
+@functools.lru_cache(maxsize=8)
+def _key_resolver(server: str) -> DnsFunc:
+    return dns_txt_resolver(server)
+
+
+def arc_for(raw: bytes, policy: SenderPolicy) -> ArcEvidence | None:
+    """The ARC evidence for ``InboundEmail.arc``: None at once when no ARC signer is trusted.
+
+    Blocking (the sealers' keys are DNS look-ups, ``arc_dns_server`` or the system resolver,
+    bounded by ``bridge.mail.arc``): call it off the event loop.
+    """
+    if not policy.trusted_arc_signers:
+        return None
+    return arc_evidence(raw, _key_resolver(policy.arc_dns_server))

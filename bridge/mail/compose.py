@@ -19,7 +19,7 @@ import idna
 import jinja2
 
 from bridge.errors import ConfigurationError, Undeliverable
-from bridge.mail.thread_ids import make_message_id, strip_reply_prefixes, subject_tag
+from bridge.mail.thread_ids import body_ref, make_message_id, strip_reply_prefixes, subject_tag
 from bridge.models import Attachment, InboundEmail
 
 # The defaults ship inside the package (pyproject.toml package-data); tickets.templates_dir, when
@@ -27,7 +27,8 @@ from bridge.models import Attachment, InboundEmail
 PACKAGED_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 # Every template the code renders: <name>.subject.j2, .txt.j2 and .html.j2 must exist for each.
 TEMPLATE_NAMES = ("ack", "login_reactivated", "login_reset", "login_escalated", "login_denied", "agent_reply",
-                  "closed", "reminder", "closed_no_response")
+                  "closed", "reminder", "closed_no_response", "attachments_left_out")
+NOTICE_TEMPLATES = ("digest",)  # mail on no ticket (Composer.notice): the support leads' digest
 TEMPLATE_PARTS = ("subject", "txt", "html")
 
 
@@ -39,6 +40,8 @@ class MessageKind(enum.StrEnum):
     AGENT_REPLY = "agent_reply"
     CLOSING_NOTICE = "closing_notice"
     REMINDER = "reminder"
+    FILES_LEFT_OUT = "files_left_out"
+    DIGEST = "digest"  # the support leads' weekly digest: no ticket, no customer
 
     @property
     def automatic(self) -> bool:
@@ -58,6 +61,8 @@ _ID_TOKENS = {
     MessageKind.AGENT_REPLY: "agent",
     MessageKind.CLOSING_NOTICE: "close",
     MessageKind.REMINDER: "remind",
+    MessageKind.FILES_LEFT_OUT: "files",
+    MessageKind.DIGEST: "digest",
 }
 
 
@@ -107,6 +112,7 @@ class OutgoingMail:
     template: str
     needs_smtputf8: bool = False
     cc: tuple[str, ...] = ()
+    mailbox: str = ""  # the mailbox it is sent from (its SMTP server)
 
     @property
     def recipients(self) -> list[str]:
@@ -161,6 +167,17 @@ def _attachment_part(attachment: Attachment) -> MIMEBase:
     return part
 
 
+_HIDDEN = ('<div style="display:none;max-height:0;overflow:hidden;font-size:0;line-height:0;color:transparent" '
+           'aria-hidden="true">{}</div>')
+
+
+def _with_hidden(html: str, ref: str) -> str:
+    """The marker as an invisible block at the end of the HTML body (quoted along with it)."""
+    block = _HIDDEN.format(ref)
+    at = html.lower().rfind("</body>")
+    return html[:at] + block + html[at:] if at >= 0 else html + block
+
+
 def template_loader(override: str | Path | None) -> jinja2.BaseLoader:
     """The packaged templates, behind the override folder when one is configured."""
     packaged = jinja2.FileSystemLoader(str(PACKAGED_TEMPLATES))
@@ -186,8 +203,12 @@ class Composer:
         secret: bytes,
         tag_prefix: str,
         max_references: int = 32,
+        mailbox: str = "",
+        loop_token: str = "",
     ) -> None:
-        """``templates_dir``: a folder of overrides, or empty/None for the packaged templates only."""
+        """``templates_dir``: a folder of overrides, or empty/None for the packaged templates only.
+        ``mailbox`` names the mailbox the mail goes out from; ``loop_token`` (X-Loop, one for
+        the whole bridge so the guard knows every mailbox's mail) defaults to the From address."""
         self._env = jinja2.Environment(
             loader=template_loader(templates_dir),
             autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2")),
@@ -200,7 +221,8 @@ class Composer:
         self.secret = secret
         self.tag_prefix = tag_prefix
         self.max_references = max_references
-        self.loop_token = from_address.lower()
+        self.mailbox = mailbox
+        self.loop_token = loop_token or from_address.lower()
 
     def _render(self, name: str, **values: object) -> str:
         try:
@@ -222,10 +244,12 @@ class Composer:
         values: dict | None = None,
         attachments: Sequence[Attachment] = (),
         cc: Sequence[str] = (),
+        seed: str = "",
     ) -> OutgoingMail:
         """Any templated mail in answer to ``email``: ``<template>.subject.j2``, ``.txt.j2``,
         ``.html.j2``; ``values`` add to the standard ones (``lang``, ``test_mode`` for the login
-        replies). ``cc``: more addresses, each left out when it is not a plain address.
+        replies). ``cc``: more addresses, each left out when it is not a plain address. ``seed``
+        makes the Message-ID a function of it (see make_message_id).
         Raises Undeliverable for an address no mail can ever be sent to."""
         kind = MessageKind(kind)
         recipient, recipient_utf8 = self._recipient(email.from_addr)
@@ -248,16 +272,15 @@ class Composer:
             "test_mode": False,
             **(values or {}),
         }
-        subject = _one_line(self._render(f"{template}.subject.j2", **values), 250)
-        text = self._render(f"{template}.txt.j2", **values)
-        html = self._render(f"{template}.html.j2", **values)
-        message_id = make_message_id(ticket_id, self.domain, self.secret, kind=kind.id_token)
+        subject, text, html = self._render_parts(template, values)
+        message_id = make_message_id(ticket_id, self.domain, self.secret, kind=kind.id_token, seed=seed)
+        ref = body_ref(ticket_id, self.secret)  # threads the answer when a provider replaced our Message-ID
 
         # compat32 MIME classes: several times cheaper than EmailMessage's header parsing, which
         # dominated the cost of a reply under load; every header value here is ours or sanitised.
         body = MIMEMultipart("alternative")
-        body.attach(MIMEText(text, "plain", "utf-8"))
-        body.attach(MIMEText(html, "html", "utf-8"))
+        body.attach(MIMEText(f"{text.rstrip()}\n\n{ref}\n", "plain", "utf-8"))
+        body.attach(MIMEText(_with_hidden(html, ref), "html", "utf-8"))
         msg = body if not attachments else MIMEMultipart("mixed")
         if attachments:
             msg.attach(body)
@@ -274,12 +297,7 @@ class Composer:
             references = [*email.references, email.message_id][-self.max_references :]
             msg["In-Reply-To"] = email.message_id
             msg["References"] = " ".join(references)
-        if kind.automatic:
-            msg["Auto-Submitted"] = "auto-replied"
-            msg["X-Auto-Response-Suppress"] = "All"
-        msg["X-Loop"] = self.loop_token
-        msg["X-Bridge-Kind"] = kind.value
-        msg["X-Bridge-Template"] = template
+        self._mark(msg, kind, template, "auto-replied" if kind.automatic else "")
         return OutgoingMail(
             message_id=message_id,
             sender=sender,
@@ -291,7 +309,50 @@ class Composer:
             template=template,
             needs_smtputf8=needs_smtputf8,
             cc=cc_addresses,
+            mailbox=self.mailbox,
         )
+
+    def notice(self, recipients: Sequence[str], *, template: str, kind: MessageKind, values: dict,
+               seed: str) -> OutgoingMail:
+        """A mail of the bridge's own that answers no email (the weekly digest to the support
+        leads): the same templates, headers and signed Message-ID (ticket 0, derived from
+        ``seed``), without threading. Raises Undeliverable when no recipient can be mailed."""
+        found = [copy for copy in (self._copy(a) for a in dict.fromkeys(recipients)) if copy]
+        if not found:
+            raise Undeliverable("no address to send it to")
+        addresses = [address for address, _ in found]
+        sender, sender_utf8 = envelope_address(self.from_address)
+        needs_smtputf8 = sender_utf8 or any(utf8 for _, utf8 in found)
+        subject, text, html = self._render_parts(template, {"team_name": self.from_name, **values})
+        message_id = make_message_id(0, self.domain, self.secret, kind=kind.id_token, seed=seed)
+        msg = MIMEMultipart("alternative")
+        msg.attach(MIMEText(text, "plain", "utf-8"))
+        msg.attach(MIMEText(html, "html", "utf-8"))
+        msg["From"] = _mailbox(self.from_name, sender)
+        msg["To"] = ", ".join(addresses)
+        msg["Subject"] = Header(subject, "utf-8") if not subject.isascii() else subject
+        msg["Date"] = formatdate(localtime=False, usegmt=True)
+        msg["Message-ID"] = message_id
+        self._mark(msg, kind, template, "auto-generated")
+        return OutgoingMail(message_id=message_id, sender=sender, recipient=addresses[0], subject=subject, text=text,
+                            raw=msg.as_string(maxheaderlen=78, policy=_FOLDING_UTF8 if needs_smtputf8 else _FOLDING),
+                            kind=kind, template=template, needs_smtputf8=needs_smtputf8, cc=tuple(addresses[1:]),
+                            mailbox=self.mailbox)
+
+    def _render_parts(self, template: str, values: dict) -> tuple[str, str, str]:
+        """``<template>``'s subject (one header-safe line), text and HTML."""
+        subject = _one_line(self._render(f"{template}.subject.j2", **values), 250)
+        return subject, self._render(f"{template}.txt.j2", **values), self._render(f"{template}.html.j2", **values)
+
+    def _mark(self, msg: MIMEMultipart, kind: MessageKind, template: str, auto_submitted: str) -> None:
+        """The headers that say what the mail is: RFC 3834's Auto-Submitted (``auto_submitted``,
+        none for a person's answer), the loop token the guard knows, its kind and its template."""
+        if auto_submitted:
+            msg["Auto-Submitted"] = auto_submitted
+            msg["X-Auto-Response-Suppress"] = "All"
+        msg["X-Loop"] = self.loop_token
+        msg["X-Bridge-Kind"] = kind.value
+        msg["X-Bridge-Template"] = template
 
     @classmethod
     def _copy(cls, address: str) -> tuple[str, bool] | None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from bridge.ascii import ascii_lower
 from bridge.config import GuardConfig
+from bridge.mail.spam import authentication_failure, spam_evidence
 from bridge.mail.thread_ids import minted_here
 from bridge.models import GuardAction, GuardVerdict, InboundEmail
 
@@ -187,8 +188,10 @@ def _loop_evidence(email: InboundEmail, ctx: GuardContext) -> str:
     return ""
 
 
-def classify(email: InboundEmail, cfg: GuardConfig, ctx: GuardContext) -> GuardVerdict:
-    """The guard's verdict; the first matching rule wins and its reason names the evidence."""
+def classify(email: InboundEmail, cfg: GuardConfig, ctx: GuardContext,
+             trusted_authserv_ids: tuple[str, ...] = ()) -> GuardVerdict:
+    """The guard's verdict; the first matching rule wins and its reason names the evidence.
+    ``trusted_authserv_ids``: whose Authentication-Results count when ``guard.spam`` names none."""
     loop = _loop_evidence(email, ctx)
     if loop:
         return GuardVerdict(GuardAction.DROP, f"mail loop: {loop}")
@@ -203,6 +206,16 @@ def classify(email: InboundEmail, cfg: GuardConfig, ctx: GuardContext) -> GuardV
             return GuardVerdict(GuardAction.DROP, f"sender excluded by guard.exclude_senders ({pattern})")
     if bounce:
         return GuardVerdict(GuardAction.RECORD_ONLY, f"bounce: {bounce}")
+    spam = spam_evidence(email, cfg.spam.scl_threshold) if cfg.spam.enabled else ""
+    if spam:
+        if cfg.spam.action == "folder":
+            return GuardVerdict(GuardAction.DROP, f"spam: {spam}", spam=True, folder=cfg.spam.folder)
+        return GuardVerdict(GuardAction.RECORD_ONLY, f"spam: {spam}", spam=True)
+    failure = authentication_failure(email, cfg.spam.trusted_authserv_ids or trusted_authserv_ids) \
+        if cfg.spam.no_reply_on_auth_failure else ""
+    if failure:
+        return GuardVerdict(GuardAction.RECORD_ONLY, f"sender authentication failed: {failure}",
+                            unverified=True)
     auto = is_auto_reply(email)
     if auto:
         return GuardVerdict(GuardAction.RECORD_ONLY, f"auto-reply: {auto}")

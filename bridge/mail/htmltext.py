@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import re
+from typing import Callable
 
 MAX_HTML_CHARS = 2_000_000  # bigger HTML is cut here: the text of a sane email is far smaller
 MAX_LINKS = 500  # link bombs: after this many, links are shown as their text only
@@ -28,6 +29,8 @@ _RAW_TEXT_END = {
     "style": re.compile(r"</style\b[^>]*(?:>|\Z)|\Z", re.I),
 }
 _HREF = re.compile(r"""(?:^|[\s"'/])href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.I)
+_SRC = re.compile(r"""(?:^|[\s"'/])src\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.I)
+_ALT = re.compile(r"""(?:^|[\s"'/])alt\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.I)
 _SPACES = re.compile(r"\s+")
 _INVISIBLE = re.compile("[\u00ad\u034f\u200b-\u200d\u2060\ufeff]")  # preheader padding tricks
 _MANY_BLANK_LINES = re.compile(r"\n{4,}")
@@ -94,6 +97,12 @@ class _TextBuilder:
         return _MANY_BLANK_LINES.sub("\n\n\n", text).strip()
 
 
+def _attribute(pattern: re.Pattern[str], attrs: str | None) -> str:
+    """An attribute's value from a tag's attribute text, entities decoded; "" when absent."""
+    found = pattern.search(attrs or "")
+    return html.unescape(next(g for g in found.groups() if g is not None)) if found else ""
+
+
 def _link_suffix(href: str, text: str) -> str:
     """What to print after a link's text: "(url)" unless the url adds nothing."""
     url = html.unescape(href).strip()
@@ -105,8 +114,12 @@ def _link_suffix(href: str, text: str) -> str:
     return f" ({url})" if shown else f" {url}"
 
 
-def html_to_text(markup: str) -> str:
-    """Readable text of an HTML body; never raises, linear in the input, bounded output."""
+def html_to_text(markup: str, image: Callable[[str, str], str] | None = None) -> str:
+    """Readable text of an HTML body; never raises, linear in the input, bounded output.
+
+    ``image(src, alt)``, when given, is asked for the text that stands where an ``<img>`` is (the
+    chatter puts inline images back there, bridge/mail/inline_images.py); without it images leave
+    no text."""
     if not isinstance(markup, str) or not markup:
         return ""
     truncated = len(markup) > MAX_HTML_CHARS
@@ -155,6 +168,10 @@ def html_to_text(markup: str) -> str:
                 continue
             if tag == "br":
                 out.newline()
+            elif tag == "img" and image is not None:
+                shown = image(_attribute(_SRC, match.group("attrs")), _attribute(_ALT, match.group("attrs")))
+                if shown:
+                    out.text(shown)
             elif tag == "a":
                 href = _HREF.search(match.group("attrs") or "")
                 link = (next(g for g in href.groups() if g is not None), out.mark()) if href else None

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import binascii
-import codecs
 import email
 import hashlib
 import logging
-import mimetypes
 import re
-import unicodedata
 from email.message import Message
 from email.policy import Compat32, compat32
 
@@ -19,7 +15,12 @@ from mailparser.utils import as_string_safe, get_addresses
 
 from bridge.ascii import ascii_lower
 from bridge.errors import UnparseableEmail
+from bridge.mail.filenames import attachment_name, eml_name, fallback_name
 from bridge.mail.htmltext import html_to_text
+from bridge.mail.inline_images import INLINE_TYPES, content_id, mark_inline
+from bridge.mail.textdecode import charset_codec, decode_bytes, decode_words, header_text
+from bridge.mail.tnef import Unpacked, is_tnef
+from bridge.mail.tnef import unpack as unpack_tnef
 from bridge.models import Attachment, InboundEmail
 
 # mail-parser WARNs "Email content ... not handled" for every non-text part and logs ERRORs for
@@ -39,27 +40,11 @@ _MESSAGE_HEADERS = frozenset(
     "from sender to cc bcc subject date message-id received return-path reply-to mime-version "
     "content-type delivered-to in-reply-to references".split()
 )
-# Labels mail clients use for what is really the superset (as browsers do, per WHATWG Encoding).
-_SUPERSETS = {
-    "ascii": "utf-8",
-    "iso8859-1": "cp1252",
-    "iso8859-9": "cp1254",
-    "tis-620": "cp874",
-    "gb2312": "gb18030",
-    "gbk": "gb18030",
-    "euc_kr": "cp949",
-    "shift_jis": "cp932",
-    "big5": "big5hkscs",
-}
-_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
-_FOLD = re.compile(r"\r?\n(?=[ \t])")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _SPACES = re.compile(r"\s+")
 _BRACKETED = re.compile(r"<([^<>]*)>")
 _VALID_ID = re.compile(r"[^\s<>@]+@[^\s<>@]+")
 _BROKEN_IDS = ("smtpin_added_broken@",)  # Gmail's placeholder for a missing id: shared, not unique
-_MIME = mimetypes.MimeTypes()  # built-in table only, so extensions do not depend on /etc/mime.types
-_EXTENSIONS = {"message/rfc822": "eml", "message/delivery-status": "txt", "text/rfc822-headers": "txt"}
 _UNFOLDED = compat32.clone(max_line_length=0)
 
 
@@ -143,10 +128,10 @@ def _parse(raw: bytes) -> InboundEmail:
         reply_to=reply_to[0] if reply_to else None,
         to=_address_list(headers.get("to", ())),
         cc=_address_list(headers.get("cc", ())),
-        subject=_one_line(_decode_words(_cut(_first(headers, "subject"), MAX_ENCODED_HEADER_CHARS))),
+        subject=_one_line(decode_words(_cut(_first(headers, "subject"), MAX_ENCODED_HEADER_CHARS))),
         text="\n".join(plain) if plain else html_to_text(html_text),
         html=html_text,
-        attachments=tuple(attachments),
+        attachments=mark_inline(attachments, html_text),
         in_reply_to=_first_id(headers.get("in-reply-to", ())),
         references=_ids(" ".join(headers.get("references", ()))),
         date=parse_mail_date(date_header[0]).value if date_header else None,
@@ -164,120 +149,6 @@ def _header_section(data: bytes) -> bytes:
     return head[: min(ends)] if ends else head
 
 
-# --- text decoding -------------------------------------------------------------------------------
-
-
-def _codec(label: str | None) -> str | None:
-    """Python codec for a MIME charset label, widened to its superset; None when unknown."""
-    try:
-        name = codecs.lookup(label.strip().strip('"').lower()).name if label else None
-    except (LookupError, ValueError):
-        return None
-    return _SUPERSETS.get(name, name) if name else None
-
-
-def _nfc(text: str) -> str:
-    """windows-1258 and macOS send decomposed Vietnamese: compose it for display and search."""
-    return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
-
-
-def _strict(data: bytes, charset: str) -> str | None:
-    try:
-        text = data.decode(charset)
-        text.encode("utf-8")  # some codecs (utf-7, utf-16) can yield lone surrogates
-    except (LookupError, UnicodeError, ValueError, TypeError):
-        return None
-    return text
-
-
-def _mostly_utf8(data: bytes) -> str | None:
-    """UTF-8 with a few broken bytes (a cut or corrupted sequence) reads better repaired than as cp1252."""
-    text = data.decode("utf-8", "replace")
-    bad = text.count("\ufffd") - data.count(b"\xef\xbf\xbd")
-    valid = len(text) - len(text.encode("ascii", "ignore")) - bad
-    return text if valid >= 20 * bad else None
-
-
-def _decode_raw(data: bytes, declared: str | None = None) -> tuple[str, str]:
-    """Text of ``data`` and the codec used: declared → utf-8 → mostly-utf-8 → cp1252 → latin-1."""
-    codec = _codec(declared)
-    for charset in dict.fromkeys((codec or "utf-8", "utf-8")):
-        text = _strict(data, charset)
-        if text is not None:
-            return text, charset
-    text = _mostly_utf8(data)
-    if text is not None:
-        return text, "utf-8 with replacement characters"
-    text = _strict(data, "cp1252")
-    return (text, "cp1252") if text is not None else (data.decode("latin-1"), "latin-1")
-
-
-def _decode_bytes(data: bytes, declared: str | None = None) -> tuple[str, str]:
-    """NFC text of ``data`` (see ``_decode_raw``) and the codec used."""
-    text, used = _decode_raw(data, declared)
-    return (_nfc(text) if used != "latin-1" else text), used
-
-
-def _header_text(value: object) -> str:
-    """A header value as clean text: 8-bit bytes decoded (utf-8 first), folding undone.
-
-    Not NFC-composed: NFC maps KELVIN SIGN to "K" and U+037E to ";", and header values are
-    compared in trust decisions (authserv-ids, domains, addresses); display text is composed
-    where it is made (``_decode_words``).
-    """
-    text = str(value)
-    if not text.isascii():
-        text = _decode_raw(text.encode("utf-8", "surrogateescape"))[0]
-    return _FOLD.sub("", text).replace("\r", " ").replace("\n", " ").strip()
-
-
-def _charset_name(label: str) -> str:
-    return label.split("*", 1)[0].strip().lower()  # RFC 2231 language suffix: utf-8*en
-
-
-def _word_bytes(encoding: str, payload: str) -> bytes | None:
-    """Bytes of one encoded word, leniently (bad padding, stray characters); None if hopeless."""
-    try:
-        if encoding in "bB":
-            data = re.sub(r"[^A-Za-z0-9+/]", "", payload)
-            data = data[: len(data) - len(data) % 4] if len(data) % 4 == 1 else data
-            return binascii.a2b_base64(data + "=" * (-len(data) % 4))
-        return binascii.a2b_qp(payload.encode("ascii", "replace"), header=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
-def _decode_words(text: str) -> str:
-    """RFC 2047 decoding that also survives multibyte characters split across encoded words;
-    the result is NFC-composed display text."""
-    if "=?" not in text:
-        return _nfc(text)
-    out: list[str] = []
-    run: tuple[str, bytearray] | None = None  # adjacent words of one charset: bytes joined first
-    pos, after_word = 0, False
-    for match in _ENCODED_WORD.finditer(text):
-        between = text[pos : match.start()]
-        data = _word_bytes(match.group(2), match.group(3))
-        charset = _charset_name(match.group(1))
-        adjacent = after_word and data is not None and not between.strip()
-        if run is not None and not (adjacent and charset == run[0]):
-            out.append(_decode_bytes(bytes(run[1]), run[0])[0])
-            run = None
-        if not adjacent:
-            out.append(between)  # whitespace between two encoded words is not text (RFC 2047 §6.2)
-        if data is None:
-            out.append(match.group(0))
-        elif run is None:
-            run = (charset, bytearray(data))
-        else:
-            run[1].extend(data)
-        pos, after_word = match.end(), data is not None
-    if run is not None:
-        out.append(_decode_bytes(bytes(run[1]), run[0])[0])
-    out.append(text[pos:])
-    return _nfc("".join(out))
-
-
 def _one_line(text: str, limit: int = 1000) -> str:
     """Single-line display text: control characters and whitespace runs become one space."""
     return _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()[:limit]
@@ -288,7 +159,7 @@ def _one_line(text: str, limit: int = 1000) -> str:
 
 def _header_fields(msg: Message) -> tuple[tuple[str, str], ...]:
     """Every header in order as (lower-case name, value), unfolded (not RFC 2047 decoded)."""
-    fields = ((str(name).strip().lower(), _header_text(value)) for name, value in msg.raw_items())
+    fields = ((str(name).strip().lower(), header_text(value)) for name, value in msg.raw_items())
     return tuple(field for field in fields if field[0])
 
 
@@ -314,7 +185,7 @@ def _mailboxes(value: str) -> list[tuple[str, str]]:
     for name, addr in get_addresses(value):
         addr = ascii_lower(addr.strip())
         if "@" in addr and not _CONTROL.search(addr) and " " not in addr:
-            pairs.append((_one_line(_decode_words(name), 200), addr))
+            pairs.append((_one_line(decode_words(name), 200), addr))
     return pairs
 
 
@@ -327,7 +198,7 @@ def _sender(values: tuple[str, ...], notes: dict[str, None]) -> tuple[str, str]:
     if mailboxes:
         return mailboxes[0]
     notes["From without a usable address"] = None
-    return _one_line(_decode_words(values[0]), 200), ""
+    return _one_line(decode_words(values[0]), 200), ""
 
 
 def _address_list(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -383,14 +254,21 @@ def _first_id(values: tuple[str, ...]) -> str | None:
     return ids[0] if ids else None
 
 
+def message_id_key(value: str) -> str | None:
+    """The email key a Message-ID header value gives (as ``parse_email`` finds it), or None."""
+    return _first_id((value,))
+
+
 # --- MIME structure ------------------------------------------------------------------------------
 
 
 def _walk(msg: Message, notes: dict[str, None]) -> tuple[list[str], list[str], list[Attachment]]:
-    """Body texts and attachments in document order; attached messages are kept whole, not opened."""
+    """Body texts and attachments in document order; attached messages are kept whole, not opened,
+    winmail.dat is unpacked (its body is the email's text only when the email has no other)."""
     plain: list[str] = []
     html: list[str] = []
     attachments: list[Attachment] = []
+    packed: list[Unpacked] = []
     stack: list[tuple[Message, int, bool]] = [(msg, 0, False)]
     seen = 0
     while stack:
@@ -409,7 +287,7 @@ def _walk(msg: Message, notes: dict[str, None]) -> tuple[list[str], list[str], l
             inner = in_attachment or disposition == "attachment"
             stack.extend((child, depth + 1, inner) for child in reversed(part.get_payload()))
             continue
-        filename = _filename(part)
+        filename = attachment_name(part)
         if ctype.startswith("multipart/"):
             ctype = "text/plain"  # a multipart without a usable boundary: its text is all there is
         if ctype in ("text/plain", "text/html") and not (filename or in_attachment or disposition == "attachment"):
@@ -417,10 +295,29 @@ def _walk(msg: Message, notes: dict[str, None]) -> tuple[list[str], list[str], l
             if text.strip():
                 (html if ctype == "text/html" else plain).append(text)
             continue
-        attachments.append(
-            Attachment(filename or _fallback_name(len(attachments) + 1, ctype), ctype, _payload(part, ctype))
-        )
+        attachment = _attachment(part, ctype, filename, len(attachments) + 1)
+        if is_tnef(ctype, filename):
+            unpacked = unpack_tnef(attachment.payload)
+            packed.append(unpacked)
+            attachments.extend(unpacked.files)
+            if not unpacked.kept:
+                continue
+            notes[f"{attachment.filename} kept as it came: {unpacked.kept}"] = None
+        attachments.append(attachment)
+    if not (plain or html):
+        plain = [unpacked.text for unpacked in packed if unpacked.text.strip()]
+        html = [unpacked.html for unpacked in packed if unpacked.html.strip()]
     return plain, html, attachments
+
+
+def _attachment(part: Message, ctype: str, filename: str, number: int) -> Attachment:
+    """A non-body part as an attachment: a forwarded message is named from its subject, an image
+    keeps its Content-ID for the inline check."""
+    payload = _payload(part, ctype)
+    if not filename and ctype == "message/rfc822" and part.is_multipart() and part.get_payload():
+        filename = eml_name(decode_words(header_text(part.get_payload()[0].get("subject", ""))))
+    cid = content_id(header_text(part.get("content-id", ""))) if ctype in INLINE_TYPES else ""
+    return Attachment(filename or fallback_name(number, ctype), ctype, payload, cid)
 
 
 def _body_text(part: Message, notes: dict[str, None]) -> str:
@@ -428,9 +325,9 @@ def _body_text(part: Message, notes: dict[str, None]) -> str:
     if not isinstance(data, bytes):
         return ""
     declared = part.get_content_charset()
-    text, used = _decode_bytes(data, declared)
-    if declared and used != _codec(declared):
-        notes[f"charset {declared[:40]!r} failed; decoded as {used}"] = None
+    text, used = decode_bytes(data, declared)
+    if declared and used != charset_codec(declared):
+        notes[f"charset {declared[:40]!r} does not fit the text; decoded as {used}"] = None
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -451,28 +348,3 @@ def _flatten(msg: Message) -> bytes:
         return msg.as_bytes(policy=_UNFOLDED)
     except Exception:  # odd charsets defeat the generator; mail-parser's flattener degrades instead
         return as_string_safe(msg).encode("utf-8", "surrogateescape")
-
-
-def _filename(part: Message) -> str:
-    """The attachment's name (RFC 2231 and RFC 2047 decoded), without path or control characters."""
-    view = Message()  # raw 8-bit names would reach get_filename() as U+FFFD: decode them first
-    for name, value in part.raw_items():
-        if name.lower() in ("content-type", "content-disposition"):
-            view[name] = _header_text(value)
-    try:
-        name = view.get_filename()
-    except (LookupError, UnicodeError, ValueError):
-        return ""
-    if not name:
-        return ""
-    name = _decode_words(_header_text(name))
-    name = _CONTROL.sub("", re.split(r"[/\\]", name)[-1]).strip().strip(".")
-    if len(name) > 200:
-        stem, dot, ext = name.rpartition(".")
-        name = stem[:190] + dot + ext[:9] if dot and len(ext) < 10 else name[:200]
-    return name
-
-
-def _fallback_name(number: int, ctype: str) -> str:
-    ext = _EXTENSIONS.get(ctype) or (_MIME.guess_extension(ctype, strict=False) or ".bin").lstrip(".")
-    return f"attachment-{number}.{ext}"

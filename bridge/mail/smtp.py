@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import aiosmtplib
 
+from bridge.auth.tokens import TokenSource, sasl_base64
 from bridge.config import SmtpConfig
 from bridge.errors import (
     AccessDenied,
@@ -111,8 +112,10 @@ class SmtpSender:
     the rate tickets were made. ``send`` may be awaited from any loop, by many tasks at once.
     """
 
-    def __init__(self, cfg: SmtpConfig) -> None:
+    def __init__(self, cfg: SmtpConfig, tokens: TokenSource | None = None) -> None:
+        """``tokens``: where access tokens come from with ``auth: oauth2``."""
         self.cfg = cfg
+        self.tokens = tokens
         self._idle: list[_Connection] = []  # oldest first; senders take the newest so spare ones age out
         self._open = 0
         self._changed = asyncio.Event()  # set (and replaced) whenever a connection or a slot frees up
@@ -146,10 +149,35 @@ class SmtpSender:
         }
         if cfg.security != "plain":
             options["tls_context"] = ssl.create_default_context()
-        if cfg.username:
+        if cfg.username and cfg.auth == "password":
             options["username"] = cfg.username
             options["password"] = cfg.password.get_secret_value()
         return options
+
+    async def _authenticate_oauth(self, client: aiosmtplib.SMTP) -> None:
+        """SASL XOAUTH2 or OAUTHBEARER with a fresh access token; a refused token is dropped so
+        the next connection asks for a new one."""
+        tokens = self.tokens
+        if tokens is None:
+            raise AccessDenied("smtp.auth is oauth2 but no token source was given", service="smtp")
+        token = await asyncio.to_thread(tokens.token)
+        try:
+            if tokens.mechanism == "oauthbearer":
+                response = await client.execute_command(
+                    b"AUTH", b"OAUTHBEARER", sasl_base64("oauthbearer", tokens.user, token).encode())
+                if response.code == 334:  # the error challenge (RFC 7628 §3.2.3): answer %x01 for the verdict
+                    response = await client.execute_command(b"AQ==")
+                if response.code != 235:
+                    raise aiosmtplib.SMTPAuthenticationError(response.code, response.message)
+            else:
+                await client.auth_xoauth2(tokens.user, token)
+        except aiosmtplib.SMTPAuthenticationError:
+            tokens.invalidate(token)
+            raise
+
+    @property
+    def _authenticates(self) -> bool:
+        return self.cfg.auth == "oauth2" or bool(self.cfg.username)
 
     async def send(self, raw: str | bytes, sender: str, recipients: list[str]) -> None:
         """Deliver ``raw`` (a str is sent as UTF-8) or raise a BridgeError:
@@ -287,8 +315,10 @@ class SmtpSender:
         self._open += 1
         client = aiosmtplib.SMTP(**self._options())
         try:
-            await client.connect()  # STARTTLS and AUTH as configured (each with its EHLO)
+            await client.connect()  # STARTTLS and password AUTH as configured (each with its EHLO)
             await _greet(client)
+            if self.cfg.auth == "oauth2":
+                await self._authenticate_oauth(client)
         except BaseException:
             client.close()
             self._open -= 1
@@ -348,7 +378,9 @@ class SmtpSender:
         try:
             await client.connect()
             await _greet(client)
-            if self.cfg.username:
+            if self.cfg.auth == "oauth2":
+                await self._authenticate_oauth(client)
+            elif self.cfg.username:
                 await client.login(self.cfg.username, self.cfg.password.get_secret_value())
             utf8 = client.supports_extension("smtputf8")
             await client.quit()
@@ -356,6 +388,6 @@ class SmtpSender:
             raise AccessDenied(f"login refused ({exc.code})", service="smtp") from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise ServiceDown(f"cannot reach {self.cfg.host}:{self.cfg.port}: {exc}", service="smtp") from exc
-        auth = " auth ok" if self.cfg.username else ""
+        auth = f" {self.cfg.auth} auth ok" if self._authenticates else ""
         eai = "SMTPUTF8" if utf8 else "no SMTPUTF8: internationalised addresses get no reply"
         return f"SMTP {self.cfg.host}:{self.cfg.port} ({self.cfg.security}) EHLO ok{auth}; {eai}"

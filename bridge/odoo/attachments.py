@@ -1,7 +1,11 @@
-"""How an email's attachments are stored in Odoo: markup made inert, so it never runs in Odoo's origin."""
+"""How an email's attachments are stored in Odoo: markup made inert, so it never runs in Odoo's
+origin; inline images linked from the chatter the way Odoo's own mail gateway links them."""
 
 from __future__ import annotations
 
+import re
+import uuid
+from html import unescape
 from pathlib import PurePosixPath
 
 INERT_MIMETYPE = "application/octet-stream"
@@ -13,6 +17,9 @@ _GENERIC_TYPES = frozenset({
 _MARKUP_EXTENSIONS = frozenset({
     ".html", ".htm", ".xhtml", ".xht", ".shtml", ".shtm", ".svg", ".svgz", ".xml", ".xsl", ".xslt",
 })
+# The src of the bridge's own inline-image tags (bridge/mail/inline_images.py). Email text in a
+# body is escaped, so a literal `src="cid:` can only be one of those tags.
+_INLINE_SRC = re.compile(r'src="cid:([^"]*)"')
 
 
 def _renders_as_markup(mimetype: str) -> bool:
@@ -37,3 +44,20 @@ def stored_mimetype(filename: str, content_type: str) -> str:
     if _renders_as_markup(kind) or (kind in _GENERIC_TYPES and extension in _MARKUP_EXTENSIONS):
         return INERT_MIMETYPE
     return content_type.strip() or INERT_MIMETYPE
+
+
+def access_token() -> str:
+    """A new ir.attachment access token, made as Odoo makes them (``_generate_access_token``)."""
+    return str(uuid.uuid4())
+
+
+def image_url(attachment_id: int, token: str) -> str:
+    """Where Odoo serves an attachment as an image: what ``_process_attachments_for_post`` writes
+    into a posted body for a ``cid:`` image (the token lets notified followers' mail show it too)."""
+    return f"/web/image/{attachment_id}?access_token={token}"
+
+
+def link_inline_images(body_html: str, urls: dict[str, str]) -> str:
+    """``body_html`` with each inline-image tag pointed at its attachment's URL (``urls``: Content-ID
+    → URL); a tag whose image was not stored is left without a source."""
+    return _INLINE_SRC.sub(lambda found: f'src="{urls.get(unescape(found.group(1)), "")}"', body_html)

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from bridge.errors import AccessDenied
-from bridge.odoo.rpc import OdooRPC, as_id
+from bridge.odoo.rpc import OdooRPC, as_id, many2one
 from bridge.odoo.tickets import TicketDesk
 
 log = logging.getLogger("bridge.sla")
@@ -21,6 +21,7 @@ class SlaReader:
         self._desk = desk
         self._tags: dict[int, str] = {}
         self._fields: list[str] | None = None
+        self._odoo_sla = False  # Enterprise: helpdesk.ticket.sla_status_ids exists
         self._tracking: bool | None = None  # whether mail.tracking.value is readable (None: not asked yet)
 
     def _ticket_fields(self) -> list[str]:
@@ -36,8 +37,32 @@ class SlaReader:
             known = self._rpc.execute_kw(profile.model, "fields_get", [], {"attributes": ["type"]})
             if "sla_deadline" in known:
                 fields.append("sla_deadline")
+            self._odoo_sla = "sla_status_ids" in known
             self._fields = list(dict.fromkeys(f for f in fields if f in known))
         return self._fields
+
+    def odoo_sla_statuses(self, ticket_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        """Enterprise's own SLA statuses of these tickets (helpdesk.sla.status: the SLA's name,
+        ongoing / reached / failed, deadline, reached time), by ticket, soonest deadline first;
+        empty where Odoo computes none or the bridge's user may not read them."""
+        self._ticket_fields()
+        if not ticket_ids or not self._odoo_sla:
+            return {}
+        try:
+            rows = self._rpc.execute_kw("helpdesk.sla.status", "search_read", [[("ticket_id", "in", ticket_ids)]], {
+                "fields": ["ticket_id", "sla_id", "status", "deadline", "reached_datetime"],
+                "order": "deadline asc, id asc"})
+        except AccessDenied as exc:
+            log.info("sla: Odoo's own SLA statuses are not readable (%s); only sla_deadline is shown", exc)
+            self._odoo_sla = False
+            return {}
+        found: dict[int, list[dict[str, Any]]] = {}
+        for row in rows:
+            ticket, _ = many2one(row.get("ticket_id"))
+            found.setdefault(ticket or 0, []).append({
+                "sla": many2one(row.get("sla_id"))[1], "status": row.get("status") or "",
+                "deadline": row.get("deadline") or "", "reached": row.get("reached_datetime") or ""})
+        return found
 
     def _closed_leaf(self, closed: bool) -> tuple[str, str, bool]:
         profile = self._desk.profile
@@ -67,14 +92,16 @@ class SlaReader:
                                     {"fields": self._ticket_fields(), "context": {"active_test": False}})
 
     def messages(self, ticket_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
-        """The emails and comments of these tickets in one call, by ticket, oldest first."""
+        """The emails and comments of these tickets in one call, by ticket, oldest first. Their
+        author and subtype come as bare ids (``load`` off: read()'s option since Odoo 14): every
+        reader needs only the ids, and Odoo then skips a display-name lookup per message."""
         if not ticket_ids:
             return {}
         rows = self._rpc.execute_kw("mail.message", "search_read", [[
             ("model", "=", self._desk.profile.model), ("res_id", "in", ticket_ids),
             ("message_type", "in", ["email", "comment"])]],
             {"fields": ["res_id", "date", "create_date", "message_type", "subtype_id", "author_id", "message_id"],
-             "order": "id asc"})
+             "order": "id asc", "load": ""})
         found: dict[int, list[dict[str, Any]]] = {i: [] for i in ticket_ids}
         for row in rows:
             found.setdefault(as_id(row.get("res_id") or 0), []).append(row)

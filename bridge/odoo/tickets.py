@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar
 from bridge.config import OdooConfig
 from bridge.errors import ConfigurationError
 from bridge.models import Attachment
-from bridge.odoo.attachments import stored_mimetype
+from bridge.odoo.attachments import access_token, image_url, link_inline_images, stored_mimetype
 from bridge.odoo.rpc import SERVICE, OdooRPC, as_id
 
 T = TypeVar("T")
@@ -22,6 +22,7 @@ NO_SUBJECT = "(no subject)"
 NO_TEXT = "<p>(no text)</p>"
 _PARTNER_CACHE_SIZE = 4096
 ATTACHMENT_BATCH_BYTES = 2 * 1024 * 1024  # payload bytes per ir.attachment.create call
+TICKET_TYPE_MODEL = "helpdesk.ticket.type"  # Enterprise Helpdesk's ticket types
 
 
 @dataclass(frozen=True)
@@ -513,9 +514,10 @@ class TicketDesk:
 
 
     def create_ticket(
-        self, *, subject: str, description_html: str, partner_id: int | None, email: str, name: str
+        self, *, subject: str, description_html: str, partner_id: int | None, email: str, name: str, team: str = ""
     ) -> int:
-        """Create the ticket with the profile's fields; returns its id. No partner: no customer."""
+        """Create the ticket with the profile's fields; returns its id. No partner: no customer.
+        ``team``: the helpdesk team (project) by name for this ticket's mailbox; empty: the configured one."""
         profile = self.profile
         description = description_html
         if profile.description_required and not description.strip():
@@ -526,7 +528,7 @@ class TicketDesk:
         if partner_id and profile.has_partner_email:
             vals["partner_email"] = email
             vals["partner_name"] = name.strip() or email
-        team_id = self._team_id()
+        team_id = self._team_id(team)
         if team_id is not None and profile.team_field:
             vals[profile.team_field] = team_id
         stage_id = self._stage_id()
@@ -564,7 +566,9 @@ class TicketDesk:
         if subject:
             kwargs["subject"] = subject
         if attachments:
-            kwargs["attachment_ids"] = self._create_attachments(ticket_id, attachments)
+            kwargs["attachment_ids"], urls = self._create_attachments(ticket_id, attachments)
+            if urls:
+                kwargs["body"] = link_inline_images(kwargs["body"], urls)
         return as_id(self._rpc.execute_kw(self.profile.model, "message_post", [[ticket_id]], kwargs))
 
     def post_note(self, ticket_id: int, body_html: str) -> int:
@@ -671,6 +675,28 @@ class TicketDesk:
         commands = [(4, self._tag_id(name), 0) for name in names]
         self._rpc.execute_kw(self.profile.model, "write", [[ticket_id], {"tag_ids": commands}])
 
+    def set_ticket_type(self, ticket_id: int, name: str) -> bool:
+        """Set the ticket's type (Enterprise's ``ticket_type_id`` → helpdesk.ticket.type), the type
+        found or created by name; False, writing nothing, where the model has no such field (OCA
+        helpdesk, project.task, Helpdesk without types). Whether it has one is asked once."""
+        model = self.profile.model
+
+        def described() -> bool:
+            fields = self._rpc.execute_kw(model, "fields_get", [], {"attributes": ["relation"]})
+            return (fields.get("ticket_type_id") or {}).get("relation") == TICKET_TYPE_MODEL
+
+        if not self._meta.get((model, "ticket_type_id"), described):
+            return False
+
+        def find_or_create() -> int:
+            found = self._find_by_name(TICKET_TYPE_MODEL, name)
+            return found if found is not None else as_id(self._rpc.execute_kw(TICKET_TYPE_MODEL, "create",
+                                                                              [{"name": name}]))
+
+        type_id = self._names.get((TICKET_TYPE_MODEL, name), find_or_create)
+        self._rpc.execute_kw(model, "write", [[ticket_id], {"ticket_type_id": type_id}])
+        return True
+
     @staticmethod
     def _many2one_id(value: Any) -> int | None:
         """A many2one as read: ``[id, name]``, a bare id, or False."""
@@ -689,12 +715,17 @@ class TicketDesk:
             return {"body": body_html, "body_is_html": True}
         return {"body": body_html}
 
-    def _create_attachments(self, ticket_id: int, attachments: Sequence[Attachment]) -> list[int]:
+    def _create_attachments(self, ticket_id: int,
+                            attachments: Sequence[Attachment]) -> tuple[list[int], dict[str, str]]:
         """Create the attachments in batches of up to ATTACHMENT_BATCH_BYTES (one call for the
         usual few small files): encoding a 20 MB request in one go held the GIL for ~0.1 s,
-        stalling the bridge's event loop; batch by batch the holds stay short."""
+        stalling the bridge's event loop; batch by batch the holds stay short. Returns their ids
+        and, for inline images, Content-ID → the URL the chatter shows them by (each such image
+        gets an access token, as Odoo gives the ``cid:`` images of its own gateway)."""
         ids: list[int] = []
+        urls: dict[str, str] = {}
         for batch in _batches(attachments, ATTACHMENT_BATCH_BYTES):
+            tokens = [access_token() if attachment.content_id else "" for attachment in batch]
             vals_list = [
                 {
                     "name": attachment.filename or "attachment",
@@ -702,12 +733,17 @@ class TicketDesk:
                     "res_model": self.profile.model,
                     "res_id": ticket_id,
                     "mimetype": stored_mimetype(attachment.filename, attachment.content_type),
+                    **({"access_token": token} if token else {}),
                 }
-                for attachment in batch
+                for attachment, token in zip(batch, tokens)
             ]
             created = self._rpc.execute_kw("ir.attachment", "create", [vals_list])
-            ids += [as_id(item) for item in (created if isinstance(created, list) else [created])]
-        return ids
+            batch_ids = [as_id(item) for item in (created if isinstance(created, list) else [created])]
+            for attachment, token, attachment_id in zip(batch, tokens, batch_ids):
+                if token:
+                    urls.setdefault(attachment.content_id, image_url(attachment_id, token))
+            ids += batch_ids
+        return ids, urls
 
     # ----------------------------------------------------------------------- named records
 
@@ -726,16 +762,17 @@ class TicketDesk:
 
         return self._names.get((model, name), lookup)
 
-    def _team_id(self) -> int | None:
+    def _team_id(self, name: str = "") -> int | None:
         profile = self.profile
-        if not self._team_name:
+        name = name or self._team_name
+        if not name:
             if profile.team_required:
                 raise ConfigurationError(
                     f"odoo.{profile.team_setting} is required for the {profile.key} profile", service=SERVICE
                 )
             return None
         assert profile.team_model is not None
-        return self._named_id(profile.team_model, self._team_name, profile.team_setting)
+        return self._named_id(profile.team_model, name, profile.team_setting)
 
     def _stage_id(self) -> int | None:
         if not self._cfg.new_stage:

@@ -71,7 +71,7 @@ def closing_effects(ctx: Context, ticket_id: int, *, by: str = "", by_user_id: s
     if template == "closed" and ctx.cfg.satisfaction.enabled:
         values.update(rating_links(ctx.cfg.satisfaction.base_url, ctx.composer.secret, ticket_id, closures))
     try:
-        mail = ctx.composer.reply(reply_target(record), ticket_id, template=template, kind=MessageKind.CLOSING_NOTICE,
+        mail = ctx.composer_for(record.mailbox).reply(reply_target(record), ticket_id, template=template, kind=MessageKind.CLOSING_NOTICE,
                                   values=values)
     except RejectedByService as exc:
         log.warning("ticket %s: closing email not sent: %s", ticket_id, exc)
@@ -151,7 +151,7 @@ class Conversation:
             names = ", ".join(f.filename for f in left)
             text += f"\n\n(Not attached, too large to email: {names}. Ask us for them if you need them.)"
         try:
-            mail = ctx.composer.reply(
+            mail = ctx.composer_for(record.mailbox).reply(
                 reply_target(record), record.ticket_id, template="agent_reply", kind=MessageKind.AGENT_REPLY,
                 values={"reply_text": text or "(no text)", "agent_name": message.author_name},
                 attachments=kept, cc=record.cc if cfg.cc else (),

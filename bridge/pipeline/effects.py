@@ -8,6 +8,7 @@ mail is re-sent with the same Message-ID, a note looks for its marker before pos
 from __future__ import annotations
 
 import logging
+import time
 from html import escape
 from typing import Any
 
@@ -31,9 +32,17 @@ def mail_effect(key: str, mail: OutgoingMail, ticket: int, email_key: str, *, no
     payload = {"raw": mail.raw, "sender": mail.sender, "recipients": mail.recipients, "message_id": mail.message_id,
                "ticket": ticket, "email_key": email_key, "subject": mail.subject, "text": mail.text,
                "template": mail.template, "kind": mail.kind.value}
+    if mail.mailbox:
+        payload["mailbox"] = mail.mailbox
     if noted:
         payload["noted"] = True
     return Effect(key, "smtp", payload)
+
+
+def notice_effect(key: str, mail: OutgoingMail) -> Effect:
+    """The ``notice`` effect that sends a mail of the bridge's own on no ticket (the digest)."""
+    return Effect(key, "notice", {"raw": mail.raw, "sender": mail.sender, "recipients": mail.recipients,
+                                  "message_id": mail.message_id, "kind": mail.kind.value, "mailbox": mail.mailbox})
 
 
 def mail_note(payload: dict[str, Any], *, not_sent: str = "") -> Effect:
@@ -58,15 +67,35 @@ def mail_note(payload: dict[str, Any], *, not_sent: str = "") -> Effect:
 class Effects:
     """Performs outbox effects with the App's adapters."""
 
-    def __init__(self, ctx: Context, smtp: SmtpSender, notifier: Notifier) -> None:
+    def __init__(self, ctx: Context, senders: dict[str, SmtpSender], notifier: Notifier) -> None:
+        """``senders``: each mailbox's SMTP sender by name; the first also sends what names none."""
         self.ctx = ctx
-        self.smtp = smtp
+        self.senders = senders
         self.notifier = notifier
 
     @property
     def handlers(self) -> dict[str, Handler]:
         return {"smtp": self.send_mail, "odoo_note": self.post_note, "escalation": self.escalate,
-                "odoo_message_id": self.write_message_id, "odoo_tags": self.add_tags}
+                "odoo_message_id": self.write_message_id, "odoo_tags": self.add_tags, "notice": self.send_notice}
+
+    async def _smtp(self, payload: dict[str, Any]) -> None:
+        """Hand the mail to its mailbox's SMTP server (the first mailbox's when it names none),
+        the call timed for /metrics."""
+        sender = self.senders.get(payload.get("mailbox", "")) or next(iter(self.senders.values()))
+        started = time.monotonic()
+        try:
+            await sender.send(payload["raw"], payload["sender"], payload["recipients"])
+        except Exception:
+            self.ctx.calls.record("smtp", started, ok=False)
+            raise
+        self.ctx.calls.record("smtp", started, ok=True)
+
+    async def send_notice(self, payload: dict[str, Any], attempt: int) -> None:
+        """Send a mail that is on no ticket. Sent again after a crash mid-send it is the same
+        message (its Message-ID is derived from its key), which mail clients show once."""
+        await self._smtp(payload)
+        log.info("%s %s sent to %d recipient(s)", payload.get("kind", "mail"), payload["message_id"],
+                 len(payload["recipients"]))
 
     async def send_mail(self, payload: dict[str, Any], attempt: int) -> list[Effect]:
         """Send one composed mail; a mail that can never reach this address is skipped and the
@@ -94,7 +123,7 @@ class Effects:
                         payload.get("kind", "mail"), payload["message_id"], len(blocked))
             payload["recipients"] = [a for a in payload["recipients"] if a not in blocked]
         try:
-            await self.smtp.send(payload["raw"], payload["sender"], payload["recipients"])
+            await self._smtp(payload)
         except Undeliverable as exc:
             log.warning("ticket %s: %s %s not sent: %s", payload["ticket"], payload.get("kind", "mail"),
                         payload["message_id"], exc)

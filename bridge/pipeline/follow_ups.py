@@ -97,7 +97,7 @@ class FollowUps:
         ctx, cfg = self.ctx, self.ctx.cfg.follow_ups
         key = f"remind:{record.ticket_id}:{wait}"
         try:
-            mail = ctx.composer.reply(reply_target(record), record.ticket_id, template="reminder",
+            mail = ctx.composer_for(record.mailbox).reply(reply_target(record), record.ticket_id, template="reminder",
                                       kind=MessageKind.REMINDER, values={"close_after_days": cfg.close_after_days})
         except RejectedByService as exc:
             log.warning("ticket %s: reminder not sent: %s", record.ticket_id, exc)

@@ -1,6 +1,7 @@
 """The ordered stages that turn one inbound email into a ticket or a follow-up, and an answer.
 
-    guard → route → ticket → post → record → reopen → login → priority → assign → acknowledge → notify
+    guard → route → ticket → post → record → reopen → login → categorise → priority → assign → acknowledge
+          → left out (files too large for the ticket) → notify
 
 Each stage returns a small result that the runner journals before the next one starts; a stage
 that already has a result is never run again, so a restarted bridge resumes mid-way.
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
@@ -22,16 +25,21 @@ from bridge.mail.bounces import Suppressions, read_bounce
 from bridge.mail.compose import MessageKind
 from bridge.mail.guard import classify
 from bridge.mail.htmltext import text_to_html
-from bridge.mail.thread_ids import ticket_from_message_id, ticket_from_subject
-from bridge.models import GuardAction, InboundEmail
+from bridge.mail.inline_images import chatter_html, images_html
+from bridge.mail.reply_text import new_text
+from bridge.mail.thread_ids import ticket_from_body, ticket_from_message_id, ticket_from_subject
+from bridge.models import Attachment, GuardAction, InboundEmail
 from bridge.odoo.rpc import odoo_time
 from bridge.odoo.tickets import ticket_name
 from bridge.pipeline.assign import AssignStage
+from bridge.pipeline.categorise import CategoriseStage
 from bridge.pipeline.context import Context
 from bridge.pipeline.conversation import bridge_set_stage
 from bridge.pipeline.effects import mail_effect
 from bridge.pipeline.job import Job
+from bridge.pipeline.left_out import LeftOutStage, within_limits
 from bridge.pipeline.outbox import Effect
+from bridge.pipeline.reply_cap import reply_cap_allows, reply_refused
 from bridge.pipeline.stage import Quarantine, Stage
 from bridge.sla.priority import PriorityStage
 
@@ -41,10 +49,25 @@ def _odoo_time(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def message_body(email: InboundEmail) -> str:
-    """The chatter body: the email's text, escaped; HTML from email is never passed through."""
+def message_body(email: InboundEmail, *, follow_up: bool = False, attachments: Sequence[Attachment] = ()) -> str:
+    """The chatter body: the email's text, escaped; HTML from email is never passed through.
+
+    A follow-up shows only the customer's new words (bridge/mail/reply_text.py); the whole email
+    follows in a block Odoo's chatter folds away behind its "…" button (data-o-mail-quote, as
+    Odoo's own mail gateway marks quoted history), so nothing the customer sent is lost.
+    The inline images among ``attachments`` (the files posted with it) are shown where the HTML
+    placed them, in the text of the HTML (bridge/mail/inline_images.py); on a follow-up cut
+    short they follow the new words."""
     text = email.text.strip() or "(empty message)"
-    return text_to_html(text)
+    images = [attachment for attachment in attachments if attachment.content_id]
+    whole = chatter_html(email.html, images) if images else text_to_html(text)
+    if not follow_up:
+        return whole
+    reply = new_text(email.text, email.html)
+    if not reply.quoted and not reply.signature:
+        return whole
+    return (f"{text_to_html(reply.text.strip() or '(empty message)')}{images_html(images)}"
+            f'<blockquote data-o-mail-quote="1" data-o-mail-quote-node="1">{text_to_html(text)}</blockquote>')
 
 
 async def customer_partner(ctx: Context, email: InboundEmail) -> int | None:
@@ -62,14 +85,21 @@ class GuardStage:
 
     async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
         assert job.email is not None
-        verdict = classify(job.email, ctx.cfg.guard, ctx.guard)
+        verdict = classify(job.email, ctx.cfg.guard, ctx.guard, ctx.cfg.automation.sender.trusted_authserv_ids)
         if verdict.action is GuardAction.DROP:
-            raise Quarantine(verdict.reason)
+            raise Quarantine(verdict.reason, folder=verdict.folder)
         if verdict.action is GuardAction.RECORD_ONLY:
             log.info("%s: recorded without reply: %s", job.key, verdict.reason)
         if verdict.action is GuardAction.BOUNCE:
             return {"action": verdict.action.value, "reason": verdict.reason, "about": verdict.about}
+        if verdict.spam:
+            return {"action": verdict.action.value, "reason": verdict.reason, "spam": True}
+        if verdict.unverified:
+            return {"action": verdict.action.value, "reason": verdict.reason, "unverified": True}
         return {"action": verdict.action.value, "reason": verdict.reason}
+
+
+FORCED_NEW = "replay --new-ticket"  # the route of an email `bridge replay --new-ticket` put back
 
 
 class RouteStage:
@@ -81,6 +111,10 @@ class RouteStage:
     async def run(self, job: Job, ctx: Context) -> dict[str, Any]:
         email = job.email
         assert email is not None
+        if job.result("replay").get("new_ticket"):
+            log.warning("%s: replayed with --new-ticket: a new ticket, not the one Odoo holds it on (%s)",
+                        job.key, job.result("replay").get("previous") or "none known")
+            return {"ticket": None, "via": FORCED_NEW}
         model = ctx.desk.profile.model
         refs = list(email.thread_ids[-ctx.cfg.tickets.max_references :])
         known = await ctx.odoo(ctx.desk.find_messages, [email.key, *refs])
@@ -107,7 +141,8 @@ class RouteStage:
 
     async def _continued(self, ctx: Context, email: InboundEmail, refs: list[str], known: list[dict],
                          key: str) -> tuple[int | None, str]:
-        """The existing ticket this email answers, by its headers or (its customer only) the subject tag."""
+        """The existing ticket this email answers, by its headers, the signed marker of our mail it
+        quotes, or (its customer only) the subject tag."""
         model = ctx.desk.profile.model
         for ref in reversed(refs):
             local = ctx.store.messages.get(ref)
@@ -120,8 +155,13 @@ class RouteStage:
             if message.get("model") == model and message.get("res_id"):
                 if await self._exists(ctx, message["res_id"]):
                     return message["res_id"], "references (Odoo)"
+        # Our Message-ID replaced by the provider and References dropped by the client: the
+        # signed marker quoted from our mail still names the ticket.
+        marked = ticket_from_body(email.text, ctx.composer.secret) or ticket_from_body(email.html, ctx.composer.secret)
+        if marked and await self._exists(ctx, marked):
+            return marked, "body marker"
 
-        tagged = ticket_from_subject(email.subject, ctx.cfg.tickets.tag_prefix)
+        tagged = ticket_from_subject(email.subject, ctx.tag_prefixes)
         if tagged:
             owner = await ctx.odoo(ctx.desk.ticket_customer_email, tagged)
             if owner and owner.lower() == email.from_addr.lower():
@@ -151,6 +191,20 @@ class RouteStage:
         return await ctx.odoo(ctx.desk.ticket_customer_email, ticket) is not None
 
 
+RESTORED_KEY = "restored"  # meta: {"backup_at", "restored_at"}, written by `bridge state restore`
+RESTORE_WATCH_SECONDS = 3600.0
+
+
+def _after_restore(ctx: Context) -> dict[str, str] | None:
+    """Within an hour of `bridge state restore`, a new ticket is looked for before it is made:
+    the instance that died after the backup may have created it (from this very email) after
+    the backup was taken, and the restored journal cannot know."""
+    restored = ctx.store.meta.get(RESTORED_KEY)
+    if not restored or time.time() > restored["restored_at"] + RESTORE_WATCH_SECONDS:
+        return None
+    return {"since": _odoo_time(restored["backup_at"] - 60)}
+
+
 class TicketStage:
     """Create the ticket for a new conversation, without ever creating it twice."""
 
@@ -162,11 +216,19 @@ class TicketStage:
         assert email is not None
         routed = job.result("route").get("ticket")
         if routed:
-            # Found by its own Message-ID after a restart: still new if this job created it.
-            return {"ticket": routed, "new": "ticket_started" in job.results}
+            # Found by its own Message-ID after a restart: still new if this job created it, or,
+            # after a state restore, if the instance that died made it from this email.
+            new = "ticket_started" in job.results
+            restored = _after_restore(ctx) if job.result("route").get("via") == "already in Odoo" else None
+            if not new and restored:
+                partner = await customer_partner(ctx, email)
+                new = await ctx.odoo(ctx.desk.find_recent_ticket, partner_id=partner,
+                                     subject=ticket_name(email.subject), since=restored["since"]) == routed
+            return {"ticket": routed, "new": new}
         partner = await customer_partner(ctx, email)
         name = ticket_name(email.subject)
-        started = job.results.get("ticket_started")
+        forced = job.result("route").get("via") == FORCED_NEW  # never the ticket it was on
+        started = job.results.get("ticket_started") or (None if forced else _after_restore(ctx))
         if started:
             # A previous run sent `create` and stopped before journaling its answer.
             found = await ctx.odoo(
@@ -184,6 +246,7 @@ class TicketStage:
             partner_id=partner,
             email=email.from_addr,
             name=email.from_name,
+            team=ctx.mailbox(email.mailbox).cfg.team,
         )
         log.info("%s: created ticket %s for %s", job.key, ticket, email.from_addr)
         return {"ticket": ticket, "new": True, "partner": partner}
@@ -207,18 +270,22 @@ class PostStage:
         if job.result("guard").get("action") == GuardAction.BOUNCE.value:
             return await record_bounce(ctx, job, email, ticket)
         partner = job.result("ticket").get("partner") or await customer_partner(ctx, email)
+        kept, left = within_limits(email.attachments, ctx.cfg.tickets)  # the rest: LeftOutStage
+        # CPU on long mail (the reply cut, the escaping): off the loop
+        body = await ctx.blocking(partial(message_body, email, follow_up=not job.result("ticket").get("new"),
+                                          attachments=kept))
         message = await ctx.odoo(
             ctx.desk.post_customer_message,
             ticket,
-            body_html=message_body(email),
+            body_html=body,
             partner_id=partner,
             email_from=email.from_addr,
             message_id=email.key,
             subject=ticket_name(email.subject),
-            attachments=email.attachments,
+            attachments=kept,
         )
         ctx.store.remember_message(email.key, ticket, "in")
-        return {"message": message, "attachments": len(email.attachments)}
+        return {"message": message, "attachments": len(kept), "left_out": len(left)}
 
 
 async def record_bounce(ctx: Context, job: Job, email: InboundEmail, ticket: int) -> dict[str, Any]:
@@ -262,8 +329,14 @@ class RecordStage:
         new = bool(job.result("ticket").get("new"))
         if job.result("guard").get("action") == GuardAction.BOUNCE.value:
             return {"ticket": ticket, "skipped": "a bounce is not the customer writing"}
+        spam = ctx.cfg.guard.spam
+        if new and job.result("guard").get("spam"):  # marked for agents to sweep; never answered
+            if spam.tag:
+                ctx.outbox.enqueue(Effect(f"spam:{email.key}", "odoo_tags", {"ticket": ticket, "tags": [spam.tag]}))
+            if spam.stage:
+                await ctx.odoo(ctx.desk.set_stage, ticket, spam.stage)
         ctx.tickets.seen(
-            ticket, model=ctx.desk.profile.model, origin=origin, mailbox=ctx.cfg.imap.folder,
+            ticket, model=ctx.desk.profile.model, origin=origin, mailbox=ctx.mailbox(email.mailbox).name,
             customer_email=email.from_addr if new else "", customer_name=email.from_name if new else "",
             inbound_message_id=email.key if origin == "email" else "", subject=email.subject if new else "",
             cc=tuple(a for a in email.cc if ascii_lower(a) not in ctx.guard.own_addresses) if new else (),
@@ -325,11 +398,10 @@ class AcknowledgeStage:
         email, ticket = job.email_and_ticket()
         if not job.result("ticket").get("new"):
             return {"skipped": "follow-up on an existing ticket"}
-        if job.result("guard").get("action") != GuardAction.PROCESS.value:
-            return {"skipped": job.result("guard").get("reason") or "guard"}
+        refused = reply_refused(job, email)
+        if refused:
+            return {"skipped": refused}
         login = job.result("login")
-        if "@" not in email.from_addr:
-            return {"skipped": "no address to reply to"}
         if job.results.get("origin") == "odoo" and not login.get("login"):
             return {"skipped": "ticket created in Odoo: Odoo acknowledges it"}
         template, values = "ack", {"lang": "en", "test_mode": False}
@@ -344,28 +416,18 @@ class AcknowledgeStage:
         if not reply_cap_allows(ctx, email.from_addr):
             log.warning("%s: reply cap reached for %s: no reply", job.key, email.from_addr)
             return {"skipped": "reply cap reached"}
-        key = f"ack:{email.key}"
+        # A replay onto a new ticket is acknowledged again, with that ticket's number.
+        key = f"ack:{email.key}" + (f":{ticket}" if job.result("route").get("via") == FORCED_NEW else "")
         kind = MessageKind.ACKNOWLEDGEMENT if template == "ack" else MessageKind.AUTOMATION_OUTCOME
         try:
-            mail = ctx.composer.reply(email, ticket, template=template, kind=kind, values=values)
+            mail = ctx.composer_for(email.mailbox).reply(email, ticket, template=template, kind=kind, values=values,
+                                                         seed=key)
         except RejectedByService as exc:  # e.g. an address no reply can be composed for
             return not_replied(ctx, job, ticket, str(exc))
         if not ctx.outbox.enqueue(mail_effect(key, mail, ticket, email.key), known_new=not job.resumed):  # queued before a restart
             return {"message_id": ctx.store.outbox[key]["payload"]["message_id"], "to": mail.recipient}
         ctx.store.remember_message(mail.message_id, ticket, "out")
         return {"message_id": mail.message_id, "to": mail.recipient, "template": template}
-
-
-def reply_cap_allows(ctx: Context, address: str) -> bool:
-    """Sliding window of automatic replies per recipient; records this one when allowed."""
-    cap = ctx.cfg.guard.reply_cap
-    now = time.time()
-    key = f"cap:{address.lower()}"
-    recent = [t for t in ctx.store.limits.get(key, []) if t > now - cap.per_seconds]
-    if len(recent) >= cap.count:
-        return False
-    ctx.store.limits.put(key, [*recent, now], durable=False)
-    return True
 
 
 def not_replied(ctx: Context, job: Job, ticket: int, reason: str) -> dict[str, Any]:
@@ -397,20 +459,23 @@ class NotifyStage:
         login = job.result("login")
         if job.result("ticket").get("new"):
             outcome = str(login.get("outcome") or "")
-            ctx.notify("new_ticket", ticket, job.key, category="login" if login.get("login") else "other",
+            # the ticket's category (bridge/pipeline/categorise.py), else the login classifier's login/other
+            category = job.result("categorise").get("category") or ("login" if login.get("login") else "other")
+            ctx.notify("new_ticket", ticket, job.key, category=category,
                        automation=f"{outcome}: {login.get('reason', '')}" if outcome else "", outcome=outcome,
                        automation_reason=str(login.get("reason") or ""),
                        assignee=str(job.result("assign").get("name") or ""))
             return {"notified": "new_ticket"}
-        ctx.notify("customer_replied", ticket, job.key, name=email.from_name, address=email.from_addr, text=email.text)
+        reply = await ctx.blocking(new_text, email.text, email.html)
+        ctx.notify("customer_replied", ticket, job.key, name=email.from_name, address=email.from_addr, text=reply.text)
         return {"notified": "customer_replied"}
 
 
 STAGES: tuple[Stage, ...] = (
     GuardStage(), RouteStage(), TicketStage(), PostStage(), RecordStage(), ReopenStage(), LoginStage(),
-    PriorityStage(), AssignStage(), AcknowledgeStage(), NotifyStage(),
+    CategoriseStage(), PriorityStage(), AssignStage(), AcknowledgeStage(), LeftOutStage(), NotifyStage(),
 )
 
 # A ticket created directly in Odoo is already a ticket with its text on it: only these run.
-ODOO_TICKET_STAGES: tuple[Stage, ...] = (RecordStage(), LoginStage(), AssignStage(), AcknowledgeStage(),
-                                         NotifyStage())
+ODOO_TICKET_STAGES: tuple[Stage, ...] = (RecordStage(), LoginStage(), CategoriseStage(), AssignStage(),
+                                         AcknowledgeStage(), NotifyStage())

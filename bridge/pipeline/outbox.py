@@ -123,13 +123,13 @@ class Outbox:
         self.concurrency = concurrency
         self._wake = asyncio.Event()
         self._running: set[str] = set()
-        self._running_by_kind: dict[str, int] = {}
+        self._running_by_kind: dict[str, int] = {}  # per lane (see lane())
         self._tasks: set[asyncio.Task] = set()
         # Pending effects live in memory (read once at start) with a heap of due times: the
         # table also holds every sent effect until pruning, and scanning it, or even every
         # pending effect, on each wake-up made the outbox quadratic under a backlog.
         self._pending: dict[str, dict[str, Any]] = {}
-        self._heaps: dict[str, list[tuple[float, float, str]]] = {}  # per kind: (next_at, created_at, key)
+        self._heaps: dict[str, list[tuple[float, float, str]]] = {}  # per lane: (next_at, created_at, key)
         self._groups: dict[str, list[str]] = {}  # group → its pending keys in enqueue order (head runs)
         found = [(key, record) for key, record in table.items() if record.get("status") == "pending"]
         for key, record in sorted(found, key=lambda item: (item[1].get("created_at", 0.0), item[1].get("seq", 0))):
@@ -139,6 +139,13 @@ class Outbox:
         self._recovered: set[str] = set(self._pending)
         self._seq = max((record.get("seq", 0) for record in self._pending.values()), default=0)
         self.observers: list[Callable[[str, str, dict[str, Any]], None]] = []
+
+    @staticmethod
+    def lane(record: dict[str, Any]) -> str:
+        """Where an effect queues: its kind, and for mail also the mailbox it is sent from, so a
+        mailbox whose SMTP server hangs holds only its own replies (``smtp:<mailbox>``)."""
+        mailbox = record["payload"].get("mailbox") if record["kind"] == "smtp" else ""
+        return f"{record['kind']}:{mailbox}" if mailbox else record["kind"]
 
     def _schedule(self, key: str, record: dict[str, Any]) -> None:
         self._pending[key] = record
@@ -150,7 +157,7 @@ class Outbox:
         self._push(key, record)
 
     def _push(self, key: str, record: dict[str, Any]) -> None:
-        heap = self._heaps.setdefault(record["kind"], [])
+        heap = self._heaps.setdefault(self.lane(record), [])
         heapq.heappush(heap, (record["next_at"], record.get("created_at", 0.0), key))
 
     def _blocked(self, key: str, record: dict[str, Any]) -> bool:
@@ -213,6 +220,14 @@ class Outbox:
             counts[record["kind"]] = counts.get(record["kind"], 0) + 1
         return counts
 
+    def oldest_pending_by_kind(self) -> dict[str, float]:
+        """Per kind, when its oldest effect not yet done was queued (epoch seconds); safe from another thread."""
+        oldest: dict[str, float] = {}
+        for record in list(self._pending.values()):
+            kind, at = record["kind"], record.get("created_at", 0.0)
+            oldest[kind] = min(oldest.get(kind, at), at)
+        return oldest
+
     def dead(self) -> list[tuple[str, dict[str, Any]]]:
         return [(k, v) for k, v in self.table.items() if v.get("status") == "dead"]
 
@@ -256,8 +271,8 @@ class Outbox:
                 requeue_at = time.monotonic() + REQUEUE_POLL_SECONDS
             now = time.time()
             timeout = REQUEUE_POLL_SECONDS
-            for kind, heap in self._heaps.items():
-                while heap and heap[0][0] <= now and self._running_by_kind.get(kind, 0) < self.concurrency:
+            for lane, heap in self._heaps.items():
+                while heap and heap[0][0] <= now and self._running_by_kind.get(lane, 0) < self.concurrency:
                     due, _, key = heapq.heappop(heap)
                     record = self._pending.get(key)
                     if record is None or key in self._running or record["next_at"] != due:
@@ -265,30 +280,41 @@ class Outbox:
                     if self._blocked(key, record):
                         continue  # pushed again when the effects before it in its group are done
                     self._start(key, record)
-                if heap and self._running_by_kind.get(kind, 0) < self.concurrency:
+                if heap and self._running_by_kind.get(lane, 0) < self.concurrency:
                     timeout = min(timeout, heap[0][0] - now)
             await wait_event(self._wake, max(0.01, timeout))
 
     def _start(self, key: str, record: dict[str, Any]) -> None:
-        kind = record["kind"]
+        lane = self.lane(record)
         self._running.add(key)
-        self._running_by_kind[kind] = self._running_by_kind.get(kind, 0) + 1
+        self._running_by_kind[lane] = self._running_by_kind.get(lane, 0) + 1
         task = asyncio.create_task(self._attempt(key, record))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def drain(self, timeout: float) -> None:
-        """Wait (bounded) for effects already running; used at shutdown."""
+    async def flush(self, timeout: float) -> None:
+        """At shutdown: keep sending what is due (the run loop goes on) until nothing due is left
+        or ``timeout`` passes, then wait for what is running within what remains of it."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while loop.time() < end and (self._tasks or self._due()):
+            await asyncio.sleep(min(0.05, max(0.0, end - loop.time())))
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+            await asyncio.wait(set(self._tasks), timeout=max(0.0, end - loop.time()))
+
+    def _due(self) -> bool:
+        """Whether some pending effect could run now (due, and not waiting behind its group)."""
+        now = time.time()
+        return any(record["next_at"] <= now and not self._blocked(key, record)
+                   for key, record in self._pending.items() if key not in self._running)
 
     def _emit(self, event: str, key: str, record: dict[str, Any]) -> None:
         for observer in self.observers:
             observer(event, key, record)
 
     async def _attempt(self, key: str, record: dict[str, Any]) -> None:
-        kind = record["kind"]
-        health = self.health.get(kind)
+        kind, lane = record["kind"], self.lane(record)
+        health = self.health.get(lane) or self.health.get(kind)
         try:
             attempt = record["attempts"] + (key in self._recovered)
             with log_context(effect=key, ticket=record["payload"].get("ticket")):
@@ -336,7 +362,7 @@ class Outbox:
             self._emit("sent", key, record)
         finally:
             self._running.discard(key)
-            self._running_by_kind[kind] -= 1
+            self._running_by_kind[lane] -= 1
             self._wake.set()
 
     def _failed(self, key: str, record: dict[str, Any], exc: Exception, *, final: bool) -> None:
@@ -361,7 +387,7 @@ class Outbox:
             if retry_after:
                 delay = max(delay, float(retry_after))
             record["next_at"] = time.time() + delay
-            heapq.heappush(self._heaps[record["kind"]], (record["next_at"], record.get("created_at", 0.0), key))
+            self._push(key, record)
             log.debug("%s: %s effect retry in %.1fs: %s", key, record["kind"], delay, exc)
         self.table[key] = record
         self.table.commit(durable=False)

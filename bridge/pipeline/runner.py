@@ -26,6 +26,7 @@ class Outcome:
     status: str
     reason: str = ""
     delay: float = 0.0
+    folder: str = ""  # quarantined: the folder to move the email to instead of the quarantine (spam)
 
 
 class Runner:
@@ -54,7 +55,7 @@ class Runner:
     async def process(self, email: InboundEmail) -> Outcome:
         """Run the email's unfinished stages; every log line of its work carries its key, its
         mailbox (for mail read from IMAP) and its ticket, once known, as fields."""
-        with log_context(email=email.key, mailbox=self.ctx.cfg.imap.folder if email.header_fields else ""):
+        with log_context(email=email.key, mailbox=email.mailbox):
             return await self._process(email)
 
     async def _process(self, email: InboundEmail) -> Outcome:
@@ -78,7 +79,7 @@ class Runner:
         except Skip as signal:
             log.info("%s: nothing more to do: %s", job.key, signal.reason)
         except Quarantine as signal:
-            return self.quarantine(job, signal.reason)
+            return self.quarantine(job, signal.reason, folder=signal.folder)
         except Defer as signal:
             return self._defer(job, signal.reason, signal.after)
         except TransientError as exc:
@@ -100,8 +101,10 @@ class Runner:
         self.ctx.emit("done", job)
         return Outcome("done")
 
-    def quarantine(self, job: Job, reason: str) -> Outcome:
-        """Journal the decision first; the caller then moves the email to the quarantine folder."""
+    def quarantine(self, job: Job, reason: str, mailbox: str = "", *, folder: str = "") -> Outcome:
+        """Journal the decision first; the caller then moves the email to the quarantine folder
+        of its mailbox (``mailbox``, else the email's)."""
+        side = self.ctx.mailbox(mailbox or (job.email.mailbox if job.email is not None else ""))
         log.warning("%s: quarantined: %s", job.key, reason)
         job.status = "quarantined"
         job.last_error = reason
@@ -112,12 +115,13 @@ class Runner:
                 "at": time.time(),
                 "subject": job.subject,
                 "from": job.sender,
-                "folder": self.ctx.cfg.imap.quarantine_folder,
+                "folder": folder or side.cfg.imap.quarantine_folder,
+                "mailbox": side.name,
             },
         )
         self.ctx.checkpoint(job, durable=True)
         self.ctx.emit("quarantined", job, reason=reason)
-        return Outcome("quarantined", reason)
+        return Outcome("quarantined", reason, folder=folder)
 
     def _defer(self, job: Job, reason: str, after: float | None = None) -> Outcome:
         job.attempts += 1

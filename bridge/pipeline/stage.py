@@ -36,7 +36,11 @@ class Skip(Signal):
 
 
 class Quarantine(Signal):
-    """Park the email in the quarantine folder with this reason."""
+    """Park the email in the quarantine folder (or ``folder``: spam to the junk folder) with this reason."""
+
+    def __init__(self, reason: str, folder: str = "") -> None:
+        super().__init__(reason)
+        self.folder = folder
 
 
 class Defer(Signal):

@@ -70,12 +70,20 @@ class Dovecot:
         users: dict[str, str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        oauth2_introspection_url: str | None = None,
+        max_connections_per_user: int = 1000,
     ) -> None:
+        """With `oauth2_introspection_url` the users may also log in with XOAUTH2 and OAUTHBEARER,
+        their tokens checked by RFC 7662 introspection at that URL (e.g. an OAuthServer's).
+        `max_connections_per_user` is Dovecot's per user+IP limit: beyond it a login gets
+        `NO [LIMIT]`, as a provider's connection limit answers."""
         self.users: dict[str, str] = dict(DEFAULT_USERS if users is None else users)
         for name, password in self.users.items():
             _check_credentials(name, password)
         self.host = host
         self.port = port
+        self.max_connections_per_user = max_connections_per_user
+        self.oauth2_introspection_url = oauth2_introspection_url
         self._owns_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="dovecot-")) if root is None else Path(root).resolve()
         if any(ch.isspace() or ch == '"' for ch in str(self.root)):
@@ -83,6 +91,7 @@ class Dovecot:
         self.log_path = self.root / "dovecot.log"
         self._conf = self.root / "dovecot.conf"
         self._passwd = self.root / "passwd"
+        self._oauth2_conf = self.root / "dovecot-oauth2.conf.ext"
         self._mail = self.root / "mail"
         self._state_dir = self.root / "state"
         self._base_dir, self._owns_base_dir = self._pick_base_dir()
@@ -253,6 +262,7 @@ class Dovecot:
                 f"default_internal_group = {group}\n"
                 f"default_login_user = {user}\n"
             )
+        tokens = " xoauth2 oauthbearer" if self.oauth2_introspection_url is not None else ""
         self._conf.write_text(
             f"""# Written by bridge.sandbox.dovecot for one throw-away instance.
 instance_name = {self._instance}
@@ -264,24 +274,21 @@ protocols = imap
 listen = {self.host}
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{tokens}
 auth_verbose = yes
 # Wrong passwords are tested on purpose: answer at once instead of after 2 s.
 auth_failure_delay = 0
 first_valid_uid = {uid}
 first_valid_gid = {gid}
 {identity}mail_location = maildir:~/Maildir
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN {self._passwd}
-}}
-userdb {{
+{self._passdbs()}userdb {{
   driver = static
   args = uid={uid} gid={gid} home={self._mail}/%u
 }}
 protocol imap {{
-  # Tests, the bridge and benches open many connections as the same user from 127.0.0.1.
-  mail_max_userip_connections = 1000
+  # Tests, the bridge and benches open many connections as the same user from 127.0.0.1
+  # (a test of a provider's connection limit sets a small one).
+  mail_max_userip_connections = {self.max_connections_per_user}
 }}
 # No auth penalty: otherwise one wrong-password test slows every later login from 127.0.0.1
 # by seconds. Dovecot skips the penalty when auth cannot open this socket.
@@ -300,6 +307,47 @@ service imap-login {{
 }}
 """
         )
+
+    def _passdbs(self) -> str:
+        """Passwords from the passwd-file; with introspection also bearer tokens, for their own mechanisms only."""
+        if self.oauth2_introspection_url is None:
+            return f"""passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {self._passwd}
+}}
+"""
+        self._oauth2_conf.write_text(
+            f"""introspection_mode = post
+introspection_url = {self.oauth2_introspection_url}
+username_attribute = username
+active_attribute = active
+active_value = true
+timeout_msecs = 5000
+"""
+        )
+        # Without `mechanisms` (honoured by 2.3.19) the oauth2 passdb would also be asked about a PLAIN
+        # password and the passwd-file one about a token. The third passdb runs only after a token was
+        # accepted and, as the oauth2 one ends with `continue`, just looks the user up without a password
+        # check: a valid token for someone without a passwd-file line is refused as a login failure
+        # (AUTHENTICATIONFAILED), not the "internal error" a missing userdb entry would give.
+        return f"""passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {self._passwd}
+  mechanisms = plain login
+}}
+passdb {{
+  driver = oauth2
+  args = {self._oauth2_conf}
+  mechanisms = xoauth2 oauthbearer
+  result_success = continue
+}}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {self._passwd}
+  mechanisms = xoauth2 oauthbearer
+  skip = unauthenticated
+}}
+"""
 
     def _start_watchdog(self) -> None:
         if self._watchdog is None:

@@ -150,6 +150,7 @@ def computed(type_: str, string: str, comodel: str | None = None) -> Field:
 ACTIVE = boolean("Active", default=True)
 PRIORITY_ENTERPRISE = (("0", "Low priority"), ("1", "Medium priority"), ("2", "High priority"), ("3", "Urgent"))
 PRIORITY_OCA = (("0", "Low"), ("1", "Medium"), ("2", "High"), ("3", "Very High"))
+SLA_STATUSES = (("failed", "Failed"), ("reached", "Reached"), ("ongoing", "Ongoing"))
 KANBAN = (("normal", "Grey"), ("done", "Green"), ("blocked", "Red"))
 TASK_STATES = (("01_in_progress", "In Progress"), ("02_changes_requested", "Changes Requested"),
                ("03_approved", "Approved"), ("04_waiting_normal", "Waiting"),
@@ -178,6 +179,18 @@ def _enterprise_helpdesk() -> list[ModelSpec]:
         ModelSpec("helpdesk.tag", "Helpdesk Tags", {
             "name": char("Tag Name", required=True), "color": integer("Color"),
         }, order="name"),
+        ModelSpec("helpdesk.ticket.type", "Helpdesk Ticket Type", {
+            "name": char("Type", required=True), "sequence": integer("Sequence", default=10),
+        }, order="sequence, id"),
+        ModelSpec("helpdesk.sla", "Helpdesk SLA Policies", {
+            "name": char("SLA Policy Name", required=True), "active": ACTIVE,
+            "priority": sel("Priority", PRIORITY_ENTERPRISE, default="0"),
+        }, order="name"),
+        ModelSpec("helpdesk.sla.status", "Ticket SLA Status", {
+            "ticket_id": m2o("helpdesk.ticket", "Ticket", required=True), "sla_id": m2o("helpdesk.sla", "SLA"),
+            "deadline": dt("Deadline"), "reached_datetime": dt("Reached Date"),
+            "status": sel("Status", SLA_STATUSES, default="ongoing"),
+        }, order="deadline ASC"),
         ModelSpec("helpdesk.ticket", "Helpdesk Ticket", _mail_thread({
             "name": char("Subject", required=True), "description": html("Description"),
             "active": ACTIVE, "ticket_ref": char("Ticket IDs Sequence", readonly=True),
@@ -185,11 +198,12 @@ def _enterprise_helpdesk() -> list[ModelSpec]:
             "partner_id": m2o("res.partner", "Customer"), "partner_name": char("Customer Name"),
             "partner_email": char("Customer Email"), "partner_phone": char("Customer Phone"),
             "email_cc": char("Email cc"), "stage_id": m2o("helpdesk.stage", "Stage"),
-            "tag_ids": m2m("helpdesk.tag", "Tags"),
+            "tag_ids": m2m("helpdesk.tag", "Tags"), "ticket_type_id": m2o("helpdesk.ticket.type", "Type"),
             "priority": sel("Priority", PRIORITY_ENTERPRISE, default="0"),
             "kanban_state": sel("Status", KANBAN, default="normal"),
             "fold": computed("boolean", "Folded in Kanban"),
             "close_date": dt("Close date", readonly=True), "sla_deadline": dt("SLA Deadline", readonly=True),
+            "sla_status_ids": o2m("helpdesk.sla.status", "ticket_id", "SLA Status"),
             "date_last_stage_update": dt("Last Stage Update", readonly=True),
         }), order="priority desc, id desc", mail_thread=True),
     ]
@@ -317,7 +331,7 @@ def _base(version: int) -> list[ModelSpec]:
             "type": sel("Type", (("url", "URL"), ("binary", "File")), required=True, default="binary"),
             "url": char("Url"), "public": boolean("Is public document"),
             "datas": _f("binary", "File Content (base64)"), "mimetype": char("Mime Type"),
-            "file_size": integer("File Size", readonly=True),
+            "file_size": integer("File Size", readonly=True), "access_token": char("Access Token"),
         }, order="id desc"),
         ModelSpec("ir.model.data", "Model Data", {
             "name": char("External Identifier", required=True), "module": char("Module", required=True),

@@ -1,12 +1,19 @@
-"""An SMTP server on loopback that records messages and sessions and can fail, hang up, go down or kill."""
+"""An SMTP server on loopback that records messages and sessions and can fail, hang up, go down or kill.
+
+Logins: AUTH PLAIN/LOGIN with one password, and with ``oauth_introspect`` also AUTH XOAUTH2 and
+OAUTHBEARER (RFC 7628) with bearer tokens, answered the way Gmail answers them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import contextlib
 import email
 import email.policy
+import json
 import os
 import signal
 import threading
@@ -19,10 +26,16 @@ from types import TracebackType
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
 _REPLIES = {451: "451 4.3.0 try later", 550: "550 5.1.1 no such user"}
 _DROP = 0  # a scripted DATA "reply" that hangs up instead of answering
+_OAUTH_MECHANISMS = ["XOAUTH2", "OAUTHBEARER"]
+# What a refused token gets first, as a 334 challenge the client must answer before the 535
+# (Google's XOAUTH2 and RFC 7628 3.2.2); the same JSON as Dovecot's.
+_TOKEN_ERRORS = {"XOAUTH2": {"status": "401", "schemes": "bearer", "scope": "mail"},
+                 "OAUTHBEARER": {"status": "invalid_token", "schemes": "bearer", "scope": "mail"}}
+_TOKEN_REFUSED = "535 5.7.8 Username and Password not accepted"
 
 
 @dataclass
@@ -87,7 +100,7 @@ class _Handler:
         self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
     ) -> str:
         # Enforced here rather than with aiosmtpd's auth_required, which warns on every plain-text session.
-        if self._sink.auth is not None and not session.authenticated:
+        if (self._sink.auth is not None or self._sink.oauth_introspect is not None) and not session.authenticated:
             return "530 5.7.0 Authentication required"
         code = self._sink._next_mail_failure()
         if code == 421:  # the server is closing the session (RFC 5321 4.2.2): hang up once the reply is out
@@ -123,6 +136,37 @@ class _Handler:
         self._sink._session_quit()
         return "221 Bye"
 
+    # aiosmtpd offers every handler method named auth_<MECHANISM>; the sink excludes these two without oauth_introspect.
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        return await self._bearer_login(server, args, "XOAUTH2")
+
+    async def auth_OAUTHBEARER(self, server: SMTP, args: list[str]) -> AuthResult:
+        return await self._bearer_login(server, args, "OAUTHBEARER")
+
+    async def _bearer_login(self, server: SMTP, args: list[str], mechanism: str) -> AuthResult:
+        """The client response comes with AUTH or after an empty 334; a refused token gets the error
+        challenge first, and whatever the client answers to it (empty, or ^A) then gets the 535."""
+        if len(args) == 1:
+            response = await server.challenge_auth("")
+            if response is MISSING:  # "*" or bad base64, already answered with 501
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                response = base64.b64decode(args[1], validate=True)
+            except binascii.Error:
+                await server.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        credentials = _bearer_credentials(mechanism, response)
+        if credentials is None:
+            return AuthResult(success=False, handled=False, message="501 5.5.2 Malformed " + mechanism)
+        user, token = credentials
+        if self._sink._token_accepted(user, token):
+            return AuthResult(success=True)
+        if await server.challenge_auth(json.dumps(_TOKEN_ERRORS[mechanism])) is MISSING:
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, handled=False, message=_TOKEN_REFUSED)
+
 
 class SmtpSink:
     """Records every accepted message and counts sessions (connections); tests script failures with
@@ -136,11 +180,18 @@ class SmtpSink:
         auth: tuple[str, str] | None = None,
         on_message: Callable[[ReceivedMail], None] | None = None,
         smtputf8: bool = True,
+        oauth_introspect: Callable[[str], str | None] | None = None,
     ) -> None:
-        """`on_message` is called on the server thread for each accepted message (the CLI prints from it)."""
+        """`on_message` is called on the server thread for each accepted message (the CLI prints from it).
+
+        `oauth_introspect` maps an access token to the user it is active for, else None (e.g. an
+        OAuthServer's ``active_user``); with it the sink offers XOAUTH2 and OAUTHBEARER and, like
+        `auth`, refuses MAIL FROM before a login.
+        """
         self.host = host
         self.port = port
         self.auth = auth
+        self.oauth_introspect = oauth_introspect
         self.smtputf8 = smtputf8
         self._on_message = on_message
         self._cond = threading.Condition()
@@ -165,6 +216,7 @@ class SmtpSink:
                 port=self.port,
                 authenticator=self._authenticate if self.auth else None,
                 auth_require_tls=False,
+                auth_exclude_mechanism=[] if self.oauth_introspect else _OAUTH_MECHANISMS,
                 enable_SMTPUTF8=self.smtputf8,
                 server_hostname="localhost",  # else every session does a getfqdn() DNS lookup
             )
@@ -309,6 +361,12 @@ class SmtpSink:
         )
         return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd sends the 235/535 reply
 
+    def _token_accepted(self, user: str, token: str) -> bool:
+        """The token is active and its user is the one logging in (OAUTHBEARER without a= means the token's user)."""
+        assert self.oauth_introspect is not None
+        owner = self.oauth_introspect(token)
+        return owner is not None and user in ("", owner)
+
     def _session_opened(self, session: _Protocol) -> None:
         with self._cond:
             self._open.add(session)
@@ -355,6 +413,30 @@ class SmtpSink:
             with contextlib.suppress(ProcessLookupError):  # already gone is what the test wanted anyway
                 os.kill(*kill)
         return None if code == _DROP else "250 OK"
+
+
+def _bearer_credentials(mechanism: str, response: bytes) -> tuple[str, str] | None:
+    """(user, token) from ``user=USER^Aauth=Bearer TOKEN^A^A`` (XOAUTH2) or RFC 7628's
+    ``n,a=USER,^Aauth=Bearer TOKEN^A^A`` (OAUTHBEARER, user "" without a=), or None if malformed."""
+    try:
+        text = response.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text.endswith("\x01\x01"):
+        return None
+    pairs = text[:-2].split("\x01")
+    gs2 = pairs.pop(0).split(",") if mechanism == "OAUTHBEARER" else []  # "n,a=USER," → ["n", "a=USER", ""]
+    fields = {key: value for key, _, value in (pair.partition("=") for pair in pairs)}
+    if mechanism == "XOAUTH2":
+        user = fields.get("user", "")
+    elif len(gs2) == 3 and gs2[0] in ("n", "y") and gs2[1][:2] in ("", "a="):  # "p=": channel binding, never offered
+        user = gs2[1][2:].replace("=2C", ",").replace("=3D", "=")
+    else:
+        return None
+    scheme, _, token = fields.get("auth", "").partition(" ")
+    if scheme.lower() != "bearer" or not token or (mechanism == "XOAUTH2" and not user):
+        return None
+    return user, token
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,15 +51,17 @@ class SlaClocks:
     def clocks_of(self, row: dict[str, Any], messages: list[dict[str, Any]], internal: set[int],
                   tags: dict[int, str], pause_ids: set[int], now: datetime,
                   history: list[tuple[str, int, int]] | None = None,
-                  sla: dict[str, Any] | None = None) -> tuple[Targets | None, list[Clock]]:
+                  sla: dict[str, Any] | None = None,
+                  known: TicketFacts | None = None) -> tuple[Targets | None, list[Clock]]:
         """The policy and clocks of one ticket as read (also for ``bridge sla show``); ``history``:
         its stage changes from Odoo's tracking, or None to use the pauses the monitor saw;
-        ``sla``: the record's SLA facts when the caller has them (else ``sla_of`` is asked)."""
+        ``sla``: the record's SLA facts when the caller has them (else ``sla_of`` is asked);
+        ``known``: its facts when the caller already has them (``bridge report``)."""
         targets = self._targets(row, tags)
         if targets is None:
             return None, []
-        facts = self._facts(row, messages, internal, pause_ids,
-                            self.sla_of(as_id(row["id"])) if sla is None else sla, history)
+        facts = known or self.facts(row, messages, internal, pause_ids,
+                                    self.sla_of(as_id(row["id"])) if sla is None else sla, history)
         return targets, compute_clocks(facts, targets, self.calendar(targets), now)
 
     def _held(self, stage_id: int | None, pause_ids: set[int]) -> bool:
@@ -92,8 +94,10 @@ class SlaClocks:
                             tags=[tags.get(as_id(t), "") for t in row.get("tag_ids") or []], team=team,
                             customer_email=str(row.get("partner_email") or ""))
 
-    def _facts(self, row: dict[str, Any], messages: list[dict[str, Any]], internal: set[int], pause_ids: set[int],
-               sla: dict[str, Any], history: list[tuple[str, int, int]] | None = None) -> TicketFacts:
+    def facts(self, row: dict[str, Any], messages: list[dict[str, Any]], internal: set[int], pause_ids: set[int],
+              sla: dict[str, Any], history: list[tuple[str, int, int]] | None = None) -> TicketFacts:
+        """Who answered when, the holds and the closure of one ticket: what its clocks run on, and
+        what ``bridge report`` measures first responses and resolutions by."""
         profile = self.desk.profile
         conversation: list[tuple[str, datetime]] = []
         for message in sorted(messages, key=lambda m: as_id(m["id"])):

@@ -47,13 +47,14 @@ def match_policy(policies: Iterable[SlaPolicy], *, priority: str, tags: Iterable
 
 
 def priority_for(rules: Iterable[PriorityRule], *, customer_email: str, mailbox: str, category: str, subject: str,
-                 subject_urgency: bool, partner_tags: Iterable[str] = ()) -> str | None:
+                 subject_urgency: bool, partner_tags: Iterable[str] = (), folder: str = "") -> str | None:
     """The priority key of the first rule that matches a new ticket, or None (Odoo's default).
     Subject words count only with ``subject_urgency`` on: a customer must not be able to make
-    every ticket urgent by writing URGENT unless the team wants that."""
+    every ticket urgent by writing URGENT unless the team wants that. A rule's mailboxes match
+    the mailbox's name or its IMAP ``folder``."""
     folded = ascii_lower(subject)
     for rule in rules:
-        if not _any(rule.customer_domains, [_domain(customer_email)]) or not _any(rule.mailboxes, [mailbox]):
+        if not _any(rule.customer_domains, [_domain(customer_email)]) or not _any(rule.mailboxes, [mailbox, folder]):
             continue
         if rule.categories and category not in rule.categories:
             continue

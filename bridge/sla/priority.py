@@ -25,10 +25,13 @@ class PriorityStage:
         if not rules or not job.result("ticket").get("new"):
             return {}
         email, ticket = job.email_and_ticket()
-        category = "login" if job.result("login").get("login") else "other"
+        # the ticket's category (bridge/pipeline/categorise.py), else the login classifier's login/other
+        category = job.result("categorise").get("category") or (
+            "login" if job.result("login").get("login") else "other")
         partner = job.result("ticket").get("partner")
         tags = await ctx.odoo(ctx.desk.partner_tags, partner) if partner and any(r.partner_tags for r in rules) else []
-        priority = priority_for(rules, customer_email=email.from_addr, mailbox=ctx.cfg.imap.folder, category=category,
+        priority = priority_for(rules, customer_email=email.from_addr, mailbox=ctx.mailbox(email.mailbox).name,
+                                folder=ctx.mailbox(email.mailbox).cfg.imap.folder, category=category,
                                 subject=email.subject, subject_urgency=ctx.cfg.sla.subject_urgency, partner_tags=tags)
         if priority is None:
             return {}

@@ -81,14 +81,20 @@ class SlaView:
             lines.append(f"  {METRIC_NAMES[clock.metric]:<15} {clock.state:<9} target {clock.target / 3600:g} h  "
                          f"used {clock.used / 3600:.2f} h  deadline {self._local(clock.deadline)}"
                          + (f"  stopped {self._local(clock.stopped)}" if clock.stopped else ""))
+        own = self.reader.odoo_sla_statuses([ticket_id]).get(ticket_id, [])
+        if row.get("sla_deadline") or own:
+            lines.append(f"  Odoo's own SLAs (shown, not enforced: the bridge enforces policy {targets.policy}):")
         if row.get("sla_deadline"):
-            lines.append(f"  Odoo's own SLA deadline: {row['sla_deadline']} UTC (the bridge enforces policy "
-                         f"{targets.policy})")
+            lines.append(f"    sla_deadline    {row['sla_deadline']} UTC")
+        for status in own:
+            lines.append(f"    {status['sla'][:40]:<40} {status['status']:<8} deadline {status['deadline'] or '—'} UTC"
+                         + (f"  reached {status['reached']} UTC" if status["reached"] else ""))
         return lines
 
     def report(self, since: datetime, now: datetime) -> list[str]:
         """Compliance per policy, priority and metric over tickets created since ``since``."""
         counts: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
+        odoo_own: dict[str, Counter[str]] = defaultdict(Counter)  # Enterprise's SLA name → its statuses
         after, tickets = 0, 0
         while True:
             rows = self.reader.created_since(iso(since), after, PAGE)
@@ -96,6 +102,9 @@ class SlaView:
                 tickets += 1
                 for clock in clocks if targets else []:
                     counts[(targets.policy, str(row.get("priority") or "0"), clock.metric)][clock.state] += 1
+            for statuses in self.reader.odoo_sla_statuses([as_id(r["id"]) for r in rows]).values():
+                for status in statuses:
+                    odoo_own[status["sla"]][status["status"]] += 1
             if len(rows) < PAGE:
                 break
             after = as_id(rows[-1]["id"])
@@ -108,6 +117,11 @@ class SlaView:
             lines.append(f"{policy[:16]:<16} {priority:<4} {METRIC_NAMES[metric]:<15} {seen['met']:>5} "
                          f"{seen['missed']:>6} {seen['breached']:>8} {seen['running'] + seen['paused']:>5} "
                          f"{share:>10}")
+        if odoo_own:
+            lines.append("Odoo's own SLAs on the same tickets (shown for comparison; the bridge enforces the policies above)")
+            lines.append(f"{'Odoo SLA':<36} {'reached':>7} {'failed':>6} {'ongoing':>7}")
+            for name, seen in sorted(odoo_own.items()):
+                lines.append(f"{name[:36]:<36} {seen['reached']:>7} {seen['failed']:>6} {seen['ongoing']:>7}")
         return lines
 
 

@@ -49,7 +49,7 @@ def queue_ticket_mail(ctx: Context, record: TicketRecord, key: str, *, template:
     queued = ctx.store.outbox.get(key)
     if queued is not None:
         return str(queued["payload"]["message_id"])
-    mail = ctx.composer.reply(reply_target(record), record.ticket_id, template=template, kind=kind, values=values)
+    mail = ctx.composer_for(record.mailbox).reply(reply_target(record), record.ticket_id, template=template, kind=kind, values=values)
     ctx.outbox.enqueue(mail_effect(key, mail, record.ticket_id, key, noted=noted))
     ctx.store.remember_message(mail.message_id, record.ticket_id, "out")
     return mail.message_id
@@ -247,7 +247,7 @@ class SlackActions:
             return {"refused": "the login automation is not configured"}
         account_email = str(facts.get("account") or facts.get("sender") or record.customer_email)
         try:
-            account = await self.ctx.blocking(auto.lms.account, account_email)
+            account = await self.ctx.service("lms", auto.lms.account, account_email)
         except TransientError:
             raise  # retried by the outbox; the decision stays recorded under this click
         except BridgeError as exc:

@@ -67,6 +67,7 @@ class CardState:
     stage: str = ""
     automation: str = ""  # e.g. "escalated: sender not verified", "" = none
     sla_due: str = ""  # next SLA deadline text when known
+    category: str = ""  # the ticket's category label (categories.enabled), "" = not shown
     closed: bool = False
     escalated: bool = False
 
@@ -86,6 +87,8 @@ def card(state: CardState) -> Message:
         _field("Assignee", one_line(state.assignee) or "unassigned"),
         _field("Stage", state.stage),
     ]
+    if one_line(state.category):
+        fields.append(_field("Category", state.category))
     if one_line(state.automation):
         fields.append(_field("Automation", state.automation))
     if one_line(state.sla_due):
@@ -218,6 +221,15 @@ def bounced(recipient: str, status: str, hard: bool, until: str, diagnostic: str
     if until:
         text += f"\nThe bridge will not mail this address until {escaped(until, 40)} UTC."
     return escaped(f"{kind} for {recipient}", FALLBACK_LIMIT), [_section(text)]
+
+
+def mailbox_alert(mailbox: str, problem: str, action: str) -> Message:
+    """A mailbox cannot be read or answered (its credentials were refused): posted in the channel."""
+    text = (f":rotating_light: *Mailbox {escaped(one_line(mailbox), NAME_LIMIT)} is not being read*: "
+            f"{escaped(one_line(problem), REASON_LIMIT)}")
+    if action:
+        text += f"\n{escaped(one_line(action), REASON_LIMIT)}"
+    return escaped(f"Mailbox {mailbox} is not being read: {problem}", FALLBACK_LIMIT), [_section(text)]
 
 
 def sla_warning(metric: str, deadline: str, used: int) -> Message:

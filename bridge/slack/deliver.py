@@ -10,15 +10,15 @@ current state (priority, assignee, stage from Odoo) and always resend the blocks
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from bridge.config import Config
+from bridge.config import Config, MailboxConfig
 from bridge.errors import RateLimited, TransientError
-from bridge.pipeline.context import Context
+from bridge.pipeline.context import Context, in_context
 from bridge.pipeline.health import ServiceHealth
 from bridge.pipeline.outbox import NotYet
 from bridge.slack import cards
@@ -38,19 +38,20 @@ def ticket_url(cfg: Config, model: str, ticket_id: int) -> str:
     return f"{base}/web#id={ticket_id}&model={model}&view_type=form"
 
 
-def route(cfg: Config, record: TicketRecord) -> str:
-    """The channel for a ticket: the first route whose criteria all match, else the default."""
-    team = cfg.odoo.project or cfg.odoo.team
+def route(cfg: Config, record: TicketRecord, mailbox: MailboxConfig) -> str:
+    """The channel for a ticket: the first route whose criteria all match, else its mailbox's
+    channel (the default channel unless the mailbox names one)."""
+    team = mailbox.team
     category = str(record.slack.get("category", ""))
     for candidate in cfg.slack.routes:
         if candidate.team and candidate.team != team:
             continue
-        if candidate.mailbox and candidate.mailbox != record.mailbox:
+        if candidate.mailbox and candidate.mailbox not in (mailbox.name, mailbox.imap.folder):
             continue
         if candidate.category and candidate.category != category:
             continue
         return candidate.channel
-    return cfg.slack.channel
+    return mailbox.slack_channel or cfg.slack.channel
 
 
 # Posts are spaced when they are sent, Slack counts them when they arrive: a post that waits a
@@ -74,13 +75,19 @@ class SlackDelivery:
     async def slack(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A blocking Slack call in the Slack workers; Slack's health follows the answer."""
         loop = asyncio.get_running_loop()
+        started = time.monotonic()
         try:
-            result = await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+            result = await loop.run_in_executor(self.executor, in_context(fn, *args, **kwargs))
         except TransientError as exc:
+            self.ctx.calls.record("slack", started, ok=False)
             if not isinstance(exc, RateLimited):  # a 429 is an answer: Slack is up
                 self.health.failed(str(exc))
             raise
+        except Exception:
+            self.ctx.calls.record("slack", started, ok=False)
+            raise
         self.health.ok()
+        self.ctx.calls.record("slack", started, ok=True)
         return result
 
     async def handle(self, payload: dict[str, Any], attempt: int) -> None:
@@ -88,6 +95,9 @@ class SlackDelivery:
         if op == "ephemeral":
             await self.slack(self.client.ephemeral, payload["channel"], payload["user"], payload["text"],
                              thread_ts=payload.get("thread_ts", ""))
+            return
+        if op == "alert":
+            await self._alert(payload, attempt)
             return
         record = self.ctx.tickets.get(payload["ticket"])
         if record is None:
@@ -104,6 +114,15 @@ class SlackDelivery:
         else:
             raise ValueError(f"unknown Slack effect op {op!r}")
 
+    async def _alert(self, payload: dict[str, Any], attempt: int) -> None:
+        """A message of its own in the channel, looked for first when it may already be there."""
+        channel, key = payload["channel"], payload["effect"]
+        if attempt and await self.slack(self.client.find_posted, channel, key, oldest=time.time() - 86400):
+            return
+        self._pace(channel, key)
+        await self.slack(self.client.post_message, channel, text=payload["text"], blocks=payload["blocks"],
+                         effect_key=key)
+
     def _pace(self, channel: str, key: str) -> None:
         at = self.pacer.slot(channel, key)
         if at:
@@ -115,7 +134,7 @@ class SlackDelivery:
         escalation = record.slack.get("escalation") or {}
         state = cards.CardState(
             ticket_id=record.ticket_id,
-            ref=f"{cfg.tickets.tag_prefix}{record.ticket_id}",
+            ref=f"{self.ctx.mailbox(record.mailbox).cfg.tag_prefix}{record.ticket_id}",
             url=ticket_url(cfg, record.model, record.ticket_id),
             subject=record.subject or summary.get("name", ""),
             customer_name=record.customer_name or summary.get("partner_name", ""),
@@ -125,16 +144,24 @@ class SlackDelivery:
             stage=summary.get("stage", ""),
             automation=str(record.slack.get("automation", "")),
             sla_due=str(record.sla.get("next", "")) if not summary.get("closed") else "",
+            category=self._category_label(str(record.slack.get("category", ""))),
             closed=bool(summary.get("closed")),
             escalated=bool(escalation) and not escalation.get("decided"),
         )
         return cards.card(state)
 
+    def _category_label(self, key: str) -> str:
+        """The label of the ticket's category for its card; none when categories are off."""
+        categories = self.ctx.cfg.categories
+        if not categories.enabled:
+            return ""
+        return next((c.label for c in categories.rules if c.key == key), "")
+
     async def _ensure_card(self, record: TicketRecord, key: str, attempt: int) -> tuple[str, str, bool]:
         """The card's (channel, ts, posted now); posts it when the ticket has none yet."""
         if record.slack.get("ts"):
             return record.slack["channel"], record.slack["ts"], False
-        channel = route(self.ctx.cfg, record)
+        channel = route(self.ctx.cfg, record, self.ctx.mailbox(record.mailbox).cfg)
         card_key = f"card:{record.ticket_id}"
         ts = ""
         if attempt:

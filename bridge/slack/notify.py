@@ -59,6 +59,14 @@ class SlackNotifier:
             return message
         return f"{target} {text}", [{"type": "section", "text": {"type": "mrkdwn", "text": target}}, *blocks]
 
+    def alert(self, key: str, *, mailbox: str, problem: str, action: str, channel: str = "") -> list[Effect]:
+        """A problem of the bridge itself (a mailbox's credentials): one message in the channel,
+        with the mention configured for ``mailbox_auth``."""
+        text, blocks = self._mentioning("mailbox_auth", cards.mailbox_alert(mailbox, problem, action))
+        self.log.error("mailbox %s: %s (%s)", mailbox, problem, action)
+        return [Effect(f"slack:alert:{key}", KIND, {"op": "alert", "channel": channel or self.cfg.channel,
+                                                     "text": text, "blocks": blocks, "effect": key})]
+
     def card_refresh(self, key: str, ticket_id: int, *, create: bool, durable: bool = False,
                      **changes: Any) -> Effect:
         """Post the card (``create``) or re-render it, with ``changes`` to the ticket's Slack facts

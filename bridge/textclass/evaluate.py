@@ -1,5 +1,6 @@
 """Scores of a classifier's outcomes on a labelled split: precision and recall of acting, recall
-with a human's help, per language, the confusion of labels and outcomes, and the misses.
+with a human's help, per language, the confusion of labels and outcomes, and the misses; for a
+many-label classifier (the ticket categories) precision and recall per label the same way.
 
 Shared by the training script (dev split), bench/classify and the held-out test (test split), so
 the figures a model was tuned on and the figures it is judged on are computed the same way.
@@ -115,4 +116,76 @@ def report(evaluation: Evaluation, labels: list[str], *, show_wrong: int = 50) -
     for example, _, why in evaluation.wrong[:show_wrong]:
         first = " ".join(example.text.split())[:110]
         lines.append(f"    {example.id} [{example.lang}/{example.pattern}] {why}: {example.subject!r} {first!r}")
+    return "\n".join(lines)
+
+
+@dataclass
+class LabelEvaluation:
+    """A many-label classifier (the ticket categories) on a split: precision and recall per label,
+    overall and per language, and the examples given the wrong label."""
+
+    labels: list[str]
+    pairs: Counter[tuple[str, str]] = field(default_factory=Counter)  # (label, predicted) → count
+    by_lang: dict[str, Counter[tuple[str, str]]] = field(default_factory=dict)
+    wrong: list[tuple[Example, str, str]] = field(default_factory=list)  # (example, predicted, evidence)
+
+    @staticmethod
+    def _figures(pairs: Counter[tuple[str, str]], label: str) -> tuple[float, float, int]:
+        hit = pairs[(label, label)]
+        predicted = sum(n for (_, got), n in pairs.items() if got == label)
+        actual = sum(n for (lab, _), n in pairs.items() if lab == label)
+        return (hit / predicted if predicted else 1.0, hit / actual if actual else 1.0, actual)
+
+    def precision_recall(self, label: str, lang: str | None = None) -> tuple[float, float, int]:
+        """(precision, recall, examples with this label) overall or in one language."""
+        return self._figures(self.pairs if lang is None else self.by_lang.get(lang, Counter()), label)
+
+    @property
+    def accuracy(self) -> float:
+        total = sum(self.pairs.values())
+        return sum(n for (lab, got), n in self.pairs.items() if lab == got) / total if total else 1.0
+
+    @property
+    def macro_f1(self) -> float:
+        scores = []
+        for label in self.labels:
+            precision, recall, _ = self.precision_recall(label)
+            scores.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+        return sum(scores) / len(scores) if scores else 1.0
+
+
+def evaluate_labels(examples: list[Example], predicted: list[str], labels: list[str], *,
+                    evidence: list[str] | None = None) -> LabelEvaluation:
+    """``predicted[i]`` is the label given to ``examples[i]``; ``evidence[i]`` is shown beside a wrong one."""
+    result = LabelEvaluation(labels=list(labels))
+    for index, (example, got) in enumerate(zip(examples, predicted, strict=True)):
+        result.pairs[(example.label, got)] += 1
+        result.by_lang.setdefault(example.lang, Counter())[(example.label, got)] += 1
+        if got != example.label:
+            result.wrong.append((example, got, evidence[index] if evidence else ""))
+    return result
+
+
+def labels_report(evaluation: LabelEvaluation, *, show_wrong: int = 50) -> str:
+    """The evaluation as text: precision and recall per label (overall and per language), the
+    confusion of labels, the wrongly labelled examples."""
+    labels = evaluation.labels
+    langs = [lang for lang in LANGS if evaluation.by_lang.get(lang)] + sorted(
+        set(evaluation.by_lang) - set(LANGS))
+    lines = [f"  accuracy {evaluation.accuracy:.3f}   macro F1 {evaluation.macro_f1:.3f}   "
+             f"n={sum(evaluation.pairs.values())}",
+             f"    {'label':<12}{'n':>4}{'precision':>11}{'recall':>8}" + "".join(f"{lang:>16}" for lang in langs)]
+    for label in labels:
+        precision, recall, count = evaluation.precision_recall(label)
+        per_lang = "".join(f"{'%.2f/%.2f' % evaluation.precision_recall(label, lang)[:2]:>16}" for lang in langs)
+        lines.append(f"    {label:<12}{count:>4}{precision:>11.3f}{recall:>8.3f}{per_lang}")
+    lines.append("  confusion (label × given):")
+    lines.append(f"    {'':<12}" + "".join(f"{label[:8]:>9}" for label in labels))
+    for label in labels:
+        lines.append(f"    {label:<12}" + "".join(f"{evaluation.pairs[(label, got)]:>9}" for got in labels))
+    lines.append(f"  wrongly labelled: {len(evaluation.wrong)}")
+    for example, got, note in evaluation.wrong[:show_wrong]:
+        first = " ".join(example.text.split())[:100]
+        lines.append(f"    {example.id} [{example.lang}/{example.pattern}] {example.label} → {got} {note}: "
+                     f"{example.subject!r} {first!r}")
     return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -48,6 +49,13 @@ def bridge_settings(mailbox, odoo, sink, state_dir: Path, **overrides: Any) -> d
             node = node.setdefault(part, {})
         node[leaf] = value
     return settings
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (a server that is down, or one about to start)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def make_config(mailbox, odoo, sink, state_dir: Path, **overrides: Any) -> Config:

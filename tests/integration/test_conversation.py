@@ -186,7 +186,7 @@ def test_send_odoo_leaves_the_email_to_odoo(bridge_factory, mailbox, odoo, sink)
 
 
 def test_the_webhook_makes_the_watcher_look_at_once(bridge_factory, mailbox, odoo, sink):
-    from tests.integration.test_slack_flow import free_port
+    from tests.integration.harness import free_port
 
     port = free_port()
     bridge = bridge_factory(conversation={**WATCH, "poll_seconds": 3600},
@@ -351,7 +351,8 @@ def test_a_reply_long_after_closing_opens_a_new_ticket_that_follows_the_old(brid
 def test_one_click_ratings_are_signed_kept_once_and_told(bridge_factory, mailbox, odoo, sink, slack):
     import re as _re
 
-    from tests.integration.test_slack_flow import cards, free_port, slack_settings, strings, thread_replies
+    from tests.integration.harness import free_port
+    from tests.integration.test_slack_flow import cards, slack_settings, strings, thread_replies
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -368,19 +369,24 @@ def test_one_click_ratings_are_signed_kept_once_and_told(bridge_factory, mailbox
     assert good.startswith(f"{base}/rate/{ticket}-1-g-") and bad.startswith(f"{base}/rate/{ticket}-1-b-")
     assert good in closing.get_body(("html",)).get_content()
 
-    def get(url: str) -> tuple[int, str]:
+    def get(url: str, post: bool = False) -> tuple[int, str]:
         try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
+            with urllib.request.urlopen(url, data=b"" if post else None, timeout=5) as answer:
                 return answer.status, answer.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
 
     forged = good.replace(f"/rate/{ticket}-", f"/rate/{ticket + 1}-")
-    assert get(forged)[0] == 404
-    assert get(good[:-3] + "AAA")[0] == 404
-    status, body = get(good)
+    assert get(forged)[0] == 404 and get(forged, post=True)[0] == 404
+    assert get(good[:-3] + "AAA", post=True)[0] == 404
+    # a mail scanner opens both links: nothing is recorded, each page asks to confirm with a POST
+    for url, wording in ((bad, "not good"), (good, "good")):
+        status, body = get(url)
+        assert status == 200 and '<form method="post">' in body and f"Send: {wording}" in body
+    assert "ratings" not in bridge.app.ctx.tickets.get(ticket).odoo
+    status, body = get(good, post=True)
     assert status == 200 and "(good) has been recorded" in body
-    assert "already recorded (good)" in get(good)[1] and "already recorded (good)" in get(bad)[1]
+    assert "already recorded (good)" in get(good)[1] and "already recorded (good)" in get(bad, post=True)[1]
 
     def notes() -> list[str]:
         return [m["body"] for m in odoo.records("mail.message", [("res_id", "=", ticket), ("model", "=", "helpdesk.ticket")])

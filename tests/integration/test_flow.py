@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import logging
-import time
 
 import pytest
 
@@ -164,11 +163,13 @@ def _outage_lines(caplog, service):
 def test_odoo_down_then_up_loses_nothing_and_logs_once(bridge_factory, mailbox, odoo, sink, caplog):
     caplog.set_level(logging.INFO)
     odoo.set_down(True)
-    bridge_factory()
-    uids = [mailbox.append(email_bytes(sender=f"user{i}@customer.example", subject=f"Issue {i}")[0])
-            for i in range(3)]
+    runner = bridge_factory()
+    sent = [email_bytes(sender=f"user{i}@customer.example", subject=f"Issue {i}") for i in range(3)]
+    uids = [mailbox.append(raw) for raw, _ in sent]
     wait_until(lambda: _outage_lines(caplog, "odoo"), what="the outage line")
-    time.sleep(1.0)  # several retry rounds of every email pass while Odoo is down
+    # the positive signal: every email has been tried again at least twice while Odoo is down
+    wait_until(lambda: all((runner.app.store.jobs.get(mid) or {}).get("attempts", 0) >= 3 for _, mid in sent),
+               what="three attempts of every email")
     assert not any(done(mailbox, uid) for uid in uids)
     assert len(_outage_lines(caplog, "odoo")) == 1
     odoo.set_down(False)
@@ -254,11 +255,12 @@ def test_conversation_keeps_arrival_order(bridge_factory, mailbox, odoo, sink):
 
 
 def test_reply_cap_limits_acknowledgements_per_recipient(bridge_factory, mailbox, odoo, sink):
-    bridge_factory(guard__reply_cap={"count": 2, "per_seconds": 3600})
+    runner = bridge_factory(guard__reply_cap={"count": 2, "per_seconds": 3600})
     uids = [mailbox.append(email_bytes(subject=f"Question {n}")[0]) for n in range(4)]
     wait_until(lambda: all(done(mailbox, uid) for uid in uids))
     assert len(tickets(odoo)) == 4
-    time.sleep(0.5)
+    # every job is finished, so every reply it queued is in the outbox: once that is empty, none is coming
+    wait_until(lambda: not any(runner.app.outbox.pending_by_kind().values()), what="the outbox empty")
     assert len(sink.messages) == 2
 
 

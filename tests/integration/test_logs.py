@@ -37,6 +37,9 @@ def test_json_lines_carry_the_work_and_hide_secrets_and_addresses(mailbox, odoo,
     assert created and created[0]["email"] == mid  # the Message-ID (the email key) is not masked
     assert created[0]["mailbox"] == mailbox.folder
     ticket = int(created[0]["message"].split("created ticket ")[1].split()[0])
+    # lines written in the Odoo worker threads carry the email's fields too
+    calls = [e for e in lines if e["logger"] == "bridge.odoo.rpc" and "HTTP 200" in e["message"]]
+    assert calls and any(e.get("email") == mid and e.get("ticket") == ticket for e in calls)
     sent = [e for e in lines if "sent to" in e["message"]]
     assert sent and sent[0]["effect"].startswith("ack:") and sent[0]["ticket"] == ticket
     assert secret not in text

@@ -15,7 +15,7 @@ from bridge.automation.odoo_tickets import POLL_CHECKPOINT, requester
 from bridge.config import OdooConfig
 from bridge.odoo.rpc import OdooRPC
 from bridge.odoo.tickets import TicketDesk
-from tests.integration.harness import wait_until
+from tests.integration.harness import free_port, wait_until
 from tests.integration.test_login import (
     automation_settings,
     lms_actions_for,
@@ -94,14 +94,6 @@ def start(bridge_factory, hr, lms, **automation):
     runner = bridge_factory(automation=automation_settings(hr, lms, **automation),
                             http={"port": free_port(), "webhook_token": TOKEN})
     return runner, runner.app.web.port
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_requester_is_trusted_only_for_the_customers_own_portal_user():

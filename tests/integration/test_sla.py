@@ -204,17 +204,30 @@ def test_sla_show_and_report_print_the_clocks_beside_a_running_bridge(bridge_fac
     bridge = start(bridge_factory, slack, clock)
     answered, _ = opened(bridge, mailbox, odoo, sink, subject="answered")
     waiting, _ = opened(bridge, mailbox, odoo, sink, subject="waiting")
-    Agent(odoo).comment(answered, "<p>On it</p>")
+    agent = Agent(odoo)
+    agent.comment(answered, "<p>On it</p>")
+    # Enterprise computes its own SLAs too: shown beside the bridge's, never enforced
+    sla = agent.call("helpdesk.sla", "create", [{"name": "Odoo 4h reply"}])
+    agent.call("helpdesk.sla.status", "create", [{"ticket_id": answered, "sla_id": sla, "status": "reached",
+                                                  "deadline": "2026-01-05 13:00:00",
+                                                  "reached_datetime": "2026-01-05 10:00:00"}])
+    agent.call("helpdesk.sla.status", "create", [{"ticket_id": waiting, "sla_id": sla, "status": "failed",
+                                                  "deadline": "2026-01-05 14:00:00"}])
     config = write_config(tmp_path / "c.yaml", bridge_settings(mailbox, odoo, sink, tmp_path / "state",
                                                                sla=sla_settings()))
     shown = bridge_cli("sla", "show", str(answered), "--config", str(config))
     assert shown.returncode == 0, shown.stderr
     assert f"ticket {answered}: policy Standard" in shown.stdout and "24/7" in shown.stdout
     assert any(line.split()[:3] == ["first", "response", "met"] for line in shown.stdout.splitlines())
+    assert "Odoo's own SLAs (shown, not enforced: the bridge enforces policy Standard)" in shown.stdout
+    [own] = [line for line in shown.stdout.splitlines() if "Odoo 4h reply" in line]
+    assert own.split()[3:6] == ["reached", "deadline", "2026-01-05"] and "reached 2026-01-05 10:00:00" in own
     report = bridge_cli("sla", "report", "--since", "1d", "--config", str(config))
     assert report.returncode == 0, report.stderr
     [row] = [line for line in report.stdout.splitlines() if "first response" in line]
     assert row.split()[:2] == ["Standard", "0"] and row.split()[4:7] == ["1", "0", "0"]  # met, missed, breached
+    [own] = [line for line in report.stdout.splitlines() if line.startswith("Odoo 4h reply")]
+    assert own.split()[3:] == ["1", "1", "0"]  # reached, failed, ongoing
     assert waiting != answered
 
 

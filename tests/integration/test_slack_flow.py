@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from bridge.checks import run_checks
+from bridge.errors import ConfigurationError
 from bridge.sandbox.slack import SlackSandbox
 from bridge.sandbox.slack_signing import (
     block_action,
@@ -22,7 +23,7 @@ from bridge.sandbox.slack_signing import (
     post_signed,
     sign,
 )
-from tests.integration.harness import email_bytes, make_config, wait_until
+from tests.integration.harness import email_bytes, free_port, make_config, wait_until
 from tests.integration.test_flow import done
 from tests.integration.test_login import (
     automation_settings,
@@ -61,14 +62,6 @@ def start(bridge_factory, slack, hr=None, lms=None, *, actions: str = "off", **e
     if hr is not None:
         overrides["automation"] = automation_settings(hr, lms)
     return bridge_factory(**overrides)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_http(bridge_factory, slack, hr=None, lms=None, *, automation: dict | None = None, **extra):
@@ -233,6 +226,27 @@ def test_routes_pick_the_channel_by_category(bridge_factory, mailbox, odoo, sink
     assert "Printer broken" in " ".join(strings(cards(slack)[0]["blocks"]))
     [login_card] = slack.top_level("C0OPS")
     assert "log in" in " ".join(strings(login_card["blocks"]))
+
+
+def test_with_categories_routes_pick_the_channel_by_the_tickets_category(bridge_factory, mailbox, odoo, sink, slack):
+    bridge_factory(slack=slack_settings(slack, routes=[{"category": "billing", "channel": "C0OPS"}]),
+                   categories={"enabled": True})
+    invoice, invoice_mid = email_bytes(subject="Invoice 2026-114 was charged twice",
+                                       body="We were billed twice for the same invoice; please refund one.")
+    mailed(mailbox, odoo, sink, invoice, invoice_mid)
+    printer, printer_mid = email_bytes(subject="Printer broken", sender="Bob <bob@customer.example>")
+    mailed(mailbox, odoo, sink, printer, printer_mid)
+    wait_until(lambda: slack.top_level("C0OPS") and cards(slack), what="one card in each channel")
+    [billing_card] = slack.top_level("C0OPS")
+    assert "charged twice" in " ".join(strings(billing_card["blocks"]))
+    assert "*Category*\nBilling" in strings(billing_card["blocks"])  # the card says which
+    assert "Printer broken" in " ".join(strings(cards(slack)[0]["blocks"]))
+
+
+def test_a_route_naming_an_unknown_category_is_refused(mailbox, odoo, sink, slack, tmp_path):
+    with pytest.raises(ConfigurationError, match="slack.routes: unknown categories billing"):
+        make_config(mailbox, odoo, sink, tmp_path / "state",
+                    slack=slack_settings(slack, routes=[{"category": "billing", "channel": "C0OPS"}]))
 
 
 def test_bridge_check_reports_slack(mailbox, odoo, sink, slack, tmp_path):

@@ -9,7 +9,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.harness import email_bytes, wait_until
 from tests.integration.test_flow import done
-from tests.integration.test_odoo_tickets import TOKEN, free_port
+from tests.integration.harness import free_port
+from tests.integration.test_odoo_tickets import TOKEN
 
 pytestmark = pytest.mark.integration
 
@@ -89,6 +90,15 @@ def test_metrics_count_processed_emails(bridge_factory, mailbox, odoo, sink):
     body = get(f"{base}/metrics").text
     assert 'bridge_service_up{service="odoo"} 1.0' in body.splitlines()
     assert len(sink.messages) == 3
+    # the real calls were timed: Odoo (find, create, post, note), IMAP commands, the three sends
+    assert metric(base, "bridge_service_call_seconds_count", service="smtp") == 3
+    assert metric(base, "bridge_service_call_seconds_count", service="odoo") >= 9
+    assert metric(base, "bridge_service_call_seconds_count", service="imap") >= 3
+    assert metric(base, "bridge_service_call_errors_total", service="odoo") == 0
+    assert metric(base, "bridge_pickup_to_ticket_seconds_count") == 3
+    assert metric(base, "bridge_pickup_to_reply_seconds_count") == 3
+    assert metric(base, "bridge_outbox_oldest_pending_seconds", kind="smtp") == 0
+    assert metric(base, "bridge_mailbox_up", mailbox=mailbox.folder) == 1
 
 
 def test_metrics_show_no_address_or_subject(bridge_factory, mailbox, odoo, sink):
@@ -101,8 +111,13 @@ def test_metrics_show_no_address_or_subject(bridge_factory, mailbox, odoo, sink)
                what="acknowledgement sent")
     body = get(f"{base}/metrics").text
     assert metric(base, "bridge_tickets_created_total") == 1
+    # sample values are numbers that may hold any digits (a sum of 0.0088127 once held "8812"):
+    # only the names, labels and help texts could carry the email's words
+    described = "\n".join(line if line.startswith("#") else line.rsplit(" ", 1)[0]
+                          for line in body.splitlines())
+    assert "bridge_tickets_created_total" in described
     for text in ("@", "carol", "Quokka", "customer.example", "Zebra", "8812", message_id.strip("<>")):
-        assert text not in body
+        assert text not in described
 
 
 def test_get_endpoints_need_no_token_while_the_webhook_still_does(bridge_factory):

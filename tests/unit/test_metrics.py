@@ -2,6 +2,7 @@
 and the outage reason ServiceHealth keeps for /readyz."""
 
 import asyncio
+import time
 import logging
 from types import SimpleNamespace
 
@@ -10,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.errors import RejectedByService
 from bridge.metrics import BridgeMetrics
-from bridge.pipeline.health import ServiceHealth
+from bridge.pipeline.health import CallBook, ServiceHealth
 from bridge.pipeline.job import Job
 from bridge.pipeline.outbox import Effect, Outbox
 from bridge.store import Store
@@ -25,14 +26,15 @@ def store(tmp_path):
     s.close()
 
 
-def make(store, handlers=None, backlog=(), inflight=()):
+def make(store, handlers=None, backlog=(), inflight=(), calls=None):
     async def ok(payload, attempt):
         return None
 
     health = {name: ServiceHealth(name) for name in ("imap", "odoo", "smtp")}
     outbox = Outbox(store.outbox, handlers or {kind: ok for kind in KINDS}, {})
-    intake = SimpleNamespace(backlog=list(backlog), inflight=dict.fromkeys(inflight))
-    return BridgeMetrics(health, outbox, intake), health, outbox
+    mailbox = SimpleNamespace(name="INBOX", report=lambda: {"up": True, "backlog": len(backlog) + len(inflight),
+                                                             "reconnects": 2})
+    return BridgeMetrics(health, outbox, [mailbox], calls), health, outbox
 
 
 def scrape(metrics: BridgeMetrics) -> str:
@@ -190,3 +192,57 @@ def test_service_health_keeps_the_last_reason_while_down(caplog):
     assert health.report() == {"up": True}
     assert health.reason == ""
     assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
+
+
+def test_service_calls_are_timed_and_failures_counted(store):
+    calls = CallBook()
+    calls.of("odoo").record(0.02, ok=True)
+    calls.of("odoo").record(0.4, ok=False)
+    calls.of("lms").record(3.0, ok=True)
+    text = scrape(make(store, calls=calls)[0])
+    assert value(text, "bridge_service_call_seconds_bucket", service="odoo", le="0.025") == 1
+    assert value(text, "bridge_service_call_seconds_bucket", service="odoo", le="0.5") == 2
+    assert value(text, "bridge_service_call_seconds_count", service="odoo") == 2
+    assert value(text, "bridge_service_call_seconds_sum", service="odoo") == pytest.approx(0.42)
+    assert value(text, "bridge_service_call_errors_total", service="odoo") == 1
+    assert value(text, "bridge_service_call_errors_total", service="lms") == 0
+    assert value(text, "bridge_service_call_seconds_bucket", service="lms", le="2.5") == 0
+
+
+def test_pickup_to_ticket_and_to_reply(store, monkeypatch):
+    clock = iter([10.0, 10.4, 11.0, 12.5])
+    monkeypatch.setattr("bridge.metrics.time.monotonic", lambda: next(clock))
+    metrics, _, _ = make(store)
+    job = Job(key="<a@x>", results={"acknowledge": {"message_id": "<hd.ack.1@x>"}})
+    metrics.observe("received", job, {})
+    metrics.observe("ticket", job, {"ticket": 1, "new": True})
+    metrics.observe("done", job, {})
+    metrics.observe_outbox("sent", "ack:<a@x>", {"kind": "smtp"})
+    text = scrape(metrics)
+    assert value(text, "bridge_pickup_to_ticket_seconds_sum") == pytest.approx(0.4)
+    assert value(text, "bridge_pickup_to_reply_seconds_sum") == pytest.approx(2.5)
+    assert value(text, "bridge_pickup_to_reply_seconds_count") == 1
+
+
+def test_an_email_without_a_reply_is_forgotten_when_done(store):
+    """A follow-up gets no acknowledgement: its pick-up is dropped at done, so a later send that
+    happens to carry its key (a reply from elsewhere) is not timed against it."""
+    metrics, _, _ = make(store)
+    feed(metrics, "<a@x>", ("received", {}), ("ticket", {"ticket": 1, "new": False}), ("done", {}))
+    metrics.observe_outbox("sent", "ack:<a@x>", {"kind": "smtp"})
+    assert value(scrape(metrics), "bridge_pickup_to_reply_seconds_count") == 0
+
+
+def test_automation_outcomes_oldest_pending_and_reconnects(store):
+    metrics, _, outbox = make(store)
+    feed(metrics, "<a@x>", ("received", {}), ("login", {"login": True, "outcome": "reset_sent"}))
+    feed(metrics, "<b@x>", ("received", {}), ("login", {"login": False}))
+    outbox.enqueue(Effect("ack:1", "smtp", {}))
+    outbox.table["ack:1"] = {**outbox.table["ack:1"], "created_at": 1.0}
+    outbox._pending["ack:1"]["created_at"] = time.time() - 30
+    text = scrape(metrics)
+    assert value(text, "bridge_automation_outcomes_total", outcome="reset_sent") == 1
+    assert value(text, "bridge_automation_outcomes_total", outcome="not_login") == 1
+    assert 29 <= value(text, "bridge_outbox_oldest_pending_seconds", kind="smtp") <= 60
+    assert value(text, "bridge_outbox_oldest_pending_seconds", kind="odoo_note") == 0
+    assert value(text, "bridge_imap_reconnects_total", mailbox="INBOX") == 2

@@ -283,7 +283,7 @@ def test_attachments_names_types_and_payloads() -> None:
         ("отчёт.txt", "text/plain"),
         ("evil.exe", "application/octet-stream"),
         ("attachment-6.bin", "application/octet-stream"),
-        ("attachment-7.eml", "message/rfc822"),
+        ("inner.eml", "message/rfc822"),  # a forwarded message is named from its subject
     ]
     payloads = [a.payload for a in email.attachments]
     assert payloads[0] == b"%PDF-1.4 fake" and payloads[1] == b"a=b,c" and payloads[2] == b"\x89PNG..."

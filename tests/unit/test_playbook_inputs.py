@@ -127,4 +127,4 @@ def test_start_warns_when_authentication_results_are_trusted_anywhere(caplog: py
 def test_email_built_without_header_order_has_none() -> None:
     """odoo_tickets.as_request builds an InboundEmail without header_fields: the default is empty."""
     assert email("x").header_fields == ()
-    assert dataclasses.fields(InboundEmail)[-1].default == ()
+    assert {field.name: field for field in dataclasses.fields(InboundEmail)}["header_fields"].default == ()

@@ -13,8 +13,16 @@ import pytest
 import bridge
 from bridge.automation.playbook import OUTCOME
 from bridge.config import anchor_paths, parse_config
-from bridge.errors import ConfigurationError
-from bridge.mail.compose import PACKAGED_TEMPLATES, TEMPLATE_NAMES, TEMPLATE_PARTS, Composer, MessageKind, template_loader
+from bridge.errors import ConfigurationError, Undeliverable
+from bridge.mail.compose import (
+    NOTICE_TEMPLATES,
+    PACKAGED_TEMPLATES,
+    TEMPLATE_NAMES,
+    TEMPLATE_PARTS,
+    Composer,
+    MessageKind,
+    template_loader,
+)
 from bridge.mail.parse import parse_email
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,10 +43,13 @@ def _composer(templates_dir: str | Path | None) -> Composer:
 
 
 # Rendered by the ticket side (an agent's answer; a person declining a login request; the closing
-# email, the follow-up reminder and closing), not by the login playbook's OUTCOME table.
-TICKET_SIDE = {"agent_reply", "login_denied", "closed", "reminder", "closed_no_response"}
-# What agent_reply needs beyond the standard values; the other templates ignore it.
-AGENT_VALUES = {"reply_text": "Hello Alice,\n\nIt works again.", "agent_name": "Agent Smith"}
+# email, the follow-up reminder and closing; files too large for the ticket), not by the login
+# playbook's OUTCOME table.
+TICKET_SIDE = {"agent_reply", "login_denied", "closed", "reminder", "closed_no_response", "attachments_left_out"}
+# What agent_reply and attachments_left_out need beyond the standard values; the other templates ignore it.
+AGENT_VALUES = {"reply_text": "Hello Alice,\n\nIt works again.", "agent_name": "Agent Smith",
+                "files": [{"name": "scan.pdf", "size": "31.0 MB", "reason": "over 25 MB"}],
+                "max_file": "25 MB", "max_total": "40 MB"}
 
 
 def test_the_code_names_every_template_it_renders() -> None:
@@ -51,7 +62,7 @@ def test_the_code_names_every_template_it_renders() -> None:
 def test_packaged_loader_finds_every_template_the_code_uses() -> None:
     assert PACKAGED_TEMPLATES.parent == Path(bridge.__file__).resolve().parent  # inside the package
     env = jinja2.Environment(loader=template_loader(None))
-    for name in TEMPLATE_NAMES:
+    for name in (*TEMPLATE_NAMES, *NOTICE_TEMPLATES):
         for part in TEMPLATE_PARTS:
             env.get_template(f"{name}.{part}.j2")  # raises TemplateNotFound
     assert not (REPO / "templates").exists(), "the templates live in bridge/templates only"
@@ -75,6 +86,28 @@ def test_without_overrides_a_reply_is_rendered_from_the_package(templates_dir: s
         mail = _composer(templates_dir).reply(parse_email(INBOUND), 5, template=name,
                                               kind=MessageKind.AUTOMATION_OUTCOME, values=AGENT_VALUES)
         assert "[#HD-5]" in mail.subject and "[#HD-5]" in mail.text
+
+
+def test_the_digest_is_a_notice_to_the_leads_on_no_ticket_escaped_and_the_same_for_its_slot() -> None:
+    values = {"period": "2026-11-30 – 2026-12-06 UTC", "numbers": [("Opened", "12"), ("Closed", "9")],
+              "recurring": [{"rank": 1, "issue": "<b>VPN</b> drops", "category": "Network/VPN", "tickets": 4,
+                             "customers": 3}], "link": "https://support.example.com/reports/latest?token=t"}
+    compose = _composer(None)
+    mail = compose.notice(["lead@example.com", "not an address", "boss@example.com"], template="digest",
+                          kind=MessageKind.DIGEST, values=values, seed="digest:20261207T0900")
+    assert mail.recipients == ["lead@example.com", "boss@example.com"]
+    assert mail.subject == "Support digest: 2026-11-30 – 2026-12-06 UTC"
+    assert "1. <b>VPN</b> drops (Network/VPN): 4 tickets, 3 customers" in mail.text and "Opened: 12" in mail.text
+    parsed = email.message_from_string(mail.raw)
+    assert parsed["Auto-Submitted"] == "auto-generated" and parsed["To"] == "lead@example.com, boss@example.com"
+    assert "In-Reply-To" not in parsed and "[#HD-" not in mail.subject
+    html = next(part for part in parsed.walk() if part.get_content_type() == "text/html").get_payload(decode=True)
+    assert b"&lt;b&gt;VPN&lt;/b&gt; drops" in html and b"<b>VPN" not in html
+    again = compose.notice(["lead@example.com"], template="digest", kind=MessageKind.DIGEST, values=values,
+                           seed="digest:20261207T0900")
+    assert again.message_id == mail.message_id  # composed again after a crash: the same message
+    with pytest.raises(Undeliverable):
+        compose.notice(["nobody"], template="digest", kind=MessageKind.DIGEST, values=values, seed="s")
 
 
 def test_an_override_wins_file_by_file(tmp_path: Path) -> None:

@@ -149,6 +149,8 @@ def test_thresholds_default_to_the_ones_tuned_with_the_model() -> None:
     ("How do I change my password?", "how_to"),
     ("lam the nao de doi mat khau", "how_to"),
     ("I didn't request this reset, is this phishing?", "notice"),
+    ("The reset email looks odd but I can still log in fine", "still_works"),
+    ("em vẫn đăng nhập bình thường, chỉ hỏi thôi", "still_works"),
 ])
 def test_cues_read_folded_text_in_both_languages(text: str, cue: str) -> None:
     assert cue in cues_in(fold(text))
@@ -158,9 +160,10 @@ def test_a_plain_complaint_has_no_cue() -> None:
     assert cues_in(fold("I can't log in to Moodle since this morning")) == ()
 
 
-def test_someone_elses_problem_is_never_acted_on(intent: IntentClassifier) -> None:
-    decided = intent.decide(evidence(0.99)._replace(text_cues=("someone_else",)))
-    assert decided.outcome == "ask" and "cue: someone_else" in decided.cues
+@pytest.mark.parametrize("cue", ["someone_else", "still_works"])
+def test_someone_elses_problem_or_a_working_login_is_never_acted_on(intent: IntentClassifier, cue: str) -> None:
+    decided = intent.decide(evidence(0.99)._replace(text_cues=(cue,)))
+    assert decided.outcome == "ask" and f"cue: {cue}" in decided.cues
 
 
 def test_only_the_start_of_a_huge_body_is_read(intent: IntentClassifier) -> None:

@@ -1,0 +1,1 @@
+"""`bridge report`: tickets, categories, recurring issues, people, automation and SLA over a period."""
