@@ -89,10 +89,15 @@ class OdooTicketFeed:
         self.runner = runner
         self.queue: asyncio.Queue[int] = asyncio.Queue(maxsize=queue_size)
         self._one_at_a_time = asyncio.Lock()
+        self._not_run = 0  # announced tickets taken in and not yet run
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+
+    def idle(self) -> bool:
+        """Every announced ticket has been run (or none was announced)."""
+        return self._not_run == 0
 
     def submit_threadsafe(self, ticket_id: int) -> bool:
         """From the HTTP thread: queue a ticket announced by the webhook. False when it was not
@@ -110,6 +115,7 @@ class OdooTicketFeed:
             self.queue.put_nowait(ticket_id)
         except asyncio.QueueFull:
             return False
+        self._not_run += 1
         return True
 
     async def run(self) -> None:
@@ -157,9 +163,12 @@ class OdooTicketFeed:
     async def _drain(self) -> None:
         while True:
             ticket_id = await self.queue.get()
-            if await self._run(ticket_id) not in FINISHED and not self.ctx.cfg.automation.odoo_poll_seconds:
-                log.warning("odoo ticket %s: not finished, and not tried again: automation.odoo_poll_seconds "
-                            "is 0", ticket_id)
+            try:
+                if await self._run(ticket_id) not in FINISHED and not self.ctx.cfg.automation.odoo_poll_seconds:
+                    log.warning("odoo ticket %s: not finished, and not tried again: automation.odoo_poll_seconds "
+                                "is 0", ticket_id)
+            finally:
+                self._not_run -= 1
 
     async def _run(self, ticket_id: int) -> str:
         """process() under the feed's lock (the webhook's drain and the poller share it); how it ended."""

@@ -89,6 +89,11 @@ class BridgeThread:
         self.app = asyncio.run_coroutine_threadsafe(_start(), self.loop).result(10)
         return self
 
+    def settled(self) -> bool:
+        """Nothing in the outbox (running effects included): the bridge does nothing more unprompted
+        for the emails it has finished, so a check that no second reply came can be made now."""
+        return self.app is not None and not self.app.outbox.pending()
+
     def stop(self) -> None:
         if self.app is not None:
             asyncio.run_coroutine_threadsafe(self.app.stop(), self.loop).result(30)

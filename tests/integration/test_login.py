@@ -34,7 +34,6 @@ pytestmark = pytest.mark.integration
 
 DOMAIN = "customer.example"
 AUTHSERV = "mx.example.com"
-SETTLE = 0.8  # seconds to wait after the flow completed, so a second (wrong) reply would show up
 
 EN_SUBJECT = "I can't log in"
 EN_BODY = ("Hi, since this morning I can't log in to the learning portal; it says my account "
@@ -143,8 +142,10 @@ def lms_posts(lms: LmsSandbox) -> list[dict]:
     return [c for c in lms.calls if c["method"] == "POST"]
 
 
-def finish(mailbox, odoo, sink, uid: int, mid: str, *, reply: bool = True, note: bool = True, timeout=20.0):
-    """Wait for the email's whole flow, then check it got exactly one reply (or none).
+def finish(settled, mailbox, odoo, sink, uid: int, mid: str, *, reply: bool = True, note: bool = True,
+           timeout=20.0):
+    """Wait for the email's whole flow, then, once `settled()` says the bridge has nothing left to
+    send, check it got exactly one reply (or none).
 
     Returns (ticket, reply message or None, login note bodies).
     """
@@ -155,7 +156,7 @@ def finish(mailbox, odoo, sink, uid: int, mid: str, *, reply: bool = True, note:
                    what=f"a 'Login automation' note on ticket {ticket['id']}")
     if reply:
         sink.wait_for(1, timeout=timeout, predicate=lambda m: m.message["In-Reply-To"] == mid)
-    time.sleep(SETTLE)
+    wait_until(settled, timeout=timeout, what="the outbox empty")
     got = replies(sink, mid)
     if reply:
         assert len(got) == 1, f"expected exactly one reply to {mid}, got {[m['Subject'] for m in got]}"
@@ -163,6 +164,14 @@ def finish(mailbox, odoo, sink, uid: int, mid: str, *, reply: bool = True, note:
         assert got == [], f"expected no reply to {mid}, got {[m['Subject'] for m in got]}"
     ticket = ticket_of(odoo, mid)  # re-read: stage and tags may have been written after creation
     return ticket, (got[0] if got else None), login_notes(odoo, ticket["id"])
+
+
+def stopped(process: Process):
+    """The settled signal of a bridge process: stopped by SIGTERM, which flushes its outbox first."""
+    def settled() -> bool:
+        process.stop()
+        return process.proc.poll() is not None
+    return settled
 
 
 def assert_resolved(odoo, ticket, reply, bodies, decision: str, template: str):
@@ -207,10 +216,10 @@ def logs(caplog):
 
 
 def test_deactivated_account_of_active_employee_is_reactivated(bridge_factory, mailbox, odoo, sink, hr, lms, logs):
-    start_bridge(bridge_factory, hr, lms)
+    bridge = start_bridge(bridge_factory, hr, lms)
     raw, mid = login_email("Alice Martin <alice@customer.example>")
     uid = mailbox.append(raw)
-    ticket, reply, bodies = finish(mailbox, odoo, sink, uid, mid)
+    ticket, reply, bodies = finish(bridge.settled, mailbox, odoo, sink, uid, mid)
 
     [action] = lms.actions
     assert action["action"] == "reactivate" and action["email"].casefold() == "alice@customer.example"
@@ -224,10 +233,10 @@ def test_deactivated_account_of_active_employee_is_reactivated(bridge_factory, m
 
 def test_vietnamese_email_of_active_account_gets_reset_and_vietnamese_reply(
         bridge_factory, mailbox, odoo, sink, hr, lms, logs):
-    start_bridge(bridge_factory, hr, lms)
+    bridge = start_bridge(bridge_factory, hr, lms)
     raw, mid = login_email("Trần Thị Hà <ha.tran@customer.example>", subject=VI_SUBJECT, body=VI_BODY)
     uid = mailbox.append(raw)
-    ticket, reply, bodies = finish(mailbox, odoo, sink, uid, mid)
+    ticket, reply, bodies = finish(bridge.settled, mailbox, odoo, sink, uid, mid)
 
     [action] = lms.actions
     assert action["action"] == "password-reset"
@@ -239,10 +248,10 @@ def test_vietnamese_email_of_active_account_gets_reset_and_vietnamese_reply(
 
 
 def test_reset_from_alias_goes_to_the_address_on_record(bridge_factory, mailbox, odoo, sink, hr, lms, logs):
-    start_bridge(bridge_factory, hr, lms)
+    bridge = start_bridge(bridge_factory, hr, lms)
     raw, mid = login_email("Lê Thị Lan <lan@customer.example>")
     uid = mailbox.append(raw)
-    ticket, reply, bodies = finish(mailbox, odoo, sink, uid, mid)
+    ticket, reply, bodies = finish(bridge.settled, mailbox, odoo, sink, uid, mid)
 
     [action] = lms.actions
     assert action["action"] == "password-reset"
@@ -263,21 +272,21 @@ ESCALATIONS = [
 @pytest.mark.parametrize("sender,reason", ESCALATIONS)
 def test_doubtful_cases_are_escalated_without_touching_the_lms(
         bridge_factory, mailbox, odoo, sink, hr, lms, logs, sender, reason):
-    start_bridge(bridge_factory, hr, lms)
+    bridge = start_bridge(bridge_factory, hr, lms)
     raw, mid = login_email(sender)
     uid = mailbox.append(raw)
-    ticket, reply, bodies = finish(mailbox, odoo, sink, uid, mid)
+    ticket, reply, bodies = finish(bridge.settled, mailbox, odoo, sink, uid, mid)
 
     assert lms.actions == [] and lms_posts(lms) == []
     assert_escalated(odoo, ticket, reply, bodies, logs, reason)
 
 
 def test_non_login_email_gets_the_usual_acknowledgement(bridge_factory, mailbox, odoo, sink, hr, lms, logs):
-    start_bridge(bridge_factory, hr, lms)
+    bridge = start_bridge(bridge_factory, hr, lms)
     raw, mid = email_bytes(sender="Alice Martin <alice@customer.example>", subject="Printer broken",
                            body="It prints blank pages.", headers={"Authentication-Results": auth_results()})
     uid = mailbox.append(raw)
-    ticket, reply, bodies = finish(mailbox, odoo, sink, uid, mid, note=False)
+    ticket, reply, bodies = finish(bridge.settled, mailbox, odoo, sink, uid, mid, note=False)
 
     assert bodies == []
     assert reply["X-Bridge-Template"] in (None, "ack"), reply["X-Bridge-Template"]
@@ -294,10 +303,10 @@ VPN_BODY = ("Hi, since this morning I can't connect to the VPN from home, it say
 
 def test_another_systems_access_problem_is_escalated_and_never_touches_the_lms(
         bridge_factory, mailbox, odoo, sink, hr, lms, logs):
-    start_bridge(bridge_factory, hr, lms)
+    bridge = start_bridge(bridge_factory, hr, lms)
     raw, mid = login_email("Alice Martin <alice@customer.example>", subject=VPN_SUBJECT, body=VPN_BODY)
     uid = mailbox.append(raw)
-    ticket, reply, bodies = finish(mailbox, odoo, sink, uid, mid)
+    ticket, reply, bodies = finish(bridge.settled, mailbox, odoo, sink, uid, mid)
 
     assert lms.calls == [] and hr.calls == [], "another system's problem is not looked up on the LMS"
     assert_escalated(odoo, ticket, reply, bodies, logs, r"access problem with vpn, not the LMS")
@@ -307,10 +316,10 @@ def test_another_systems_access_problem_is_escalated_and_never_touches_the_lms(
 
 def test_another_systems_access_problem_can_be_left_to_the_acknowledgement(
         bridge_factory, mailbox, odoo, sink, hr, lms, logs):
-    start_bridge(bridge_factory, hr, lms, intent={"other_system_outcome": "skip"})
+    bridge = start_bridge(bridge_factory, hr, lms, intent={"other_system_outcome": "skip"})
     raw, mid = login_email("Alice Martin <alice@customer.example>", subject=VPN_SUBJECT, body=VPN_BODY)
     uid = mailbox.append(raw)
-    ticket, reply, bodies = finish(mailbox, odoo, sink, uid, mid, note=False)
+    ticket, reply, bodies = finish(bridge.settled, mailbox, odoo, sink, uid, mid, note=False)
 
     assert bodies == [] and lms.calls == [] and hr.calls == []
     assert reply["X-Bridge-Template"] in (None, "ack"), reply["X-Bridge-Template"]
@@ -319,10 +328,10 @@ def test_another_systems_access_problem_can_be_left_to_the_acknowledgement(
 def test_an_unsure_login_request_asks_a_person_with_the_score(bridge_factory, mailbox, odoo, sink, hr, lms, logs):
     """Below the act threshold the facts are still gathered, but a person decides (Approve / Deny
     in Slack): nothing is done on the LMS and the note says why, with the classifier's score."""
-    start_bridge(bridge_factory, hr, lms, intent={"act_threshold": 1.0, "ask_threshold": 0.05})
+    bridge = start_bridge(bridge_factory, hr, lms, intent={"act_threshold": 1.0, "ask_threshold": 0.05})
     raw, mid = login_email("Alice Martin <alice@customer.example>")
     uid = mailbox.append(raw)
-    ticket, reply, bodies = finish(mailbox, odoo, sink, uid, mid)
+    ticket, reply, bodies = finish(bridge.settled, mailbox, odoo, sink, uid, mid)
 
     assert lms.actions == [], "an unsure request never acts"
     assert_escalated(odoo, ticket, reply, bodies, logs, r"not sure this is a login request")
@@ -331,10 +340,10 @@ def test_an_unsure_login_request_asks_a_person_with_the_score(bridge_factory, ma
 
 
 def test_follow_up_on_a_login_ticket_is_not_automated_again(bridge_factory, mailbox, odoo, sink, hr, lms, logs):
-    start_bridge(bridge_factory, hr, lms)
+    bridge = start_bridge(bridge_factory, hr, lms)
     raw, mid = login_email("alice@customer.example")
     uid = mailbox.append(raw)
-    ticket, reply, _ = finish(mailbox, odoo, sink, uid, mid)
+    ticket, reply, _ = finish(bridge.settled, mailbox, odoo, sink, uid, mid)
     calls_before = len(lms.calls)
 
     follow, follow_mid = login_email("alice@customer.example", subject=f"Re: {EN_SUBJECT} [#HD-{ticket['id']}]",
@@ -343,7 +352,7 @@ def test_follow_up_on_a_login_ticket_is_not_automated_again(bridge_factory, mail
                                               "References": f"{mid} {reply['Message-ID']}"})
     follow_uid = mailbox.append(follow)
     wait_until(lambda: done(mailbox, follow_uid), what="follow-up done")
-    time.sleep(SETTLE)
+    wait_until(bridge.settled, what="the outbox empty")
     assert len(odoo.records("helpdesk.ticket")) == 1
     assert replies(sink, follow_mid) == []
     assert len(lms.actions) == 1 and len(lms.calls) == calls_before
@@ -368,11 +377,11 @@ SPOOFS = [  # (spoof, reason in the note, answered): a DMARC failure at our own 
 @pytest.mark.parametrize("spoof,reason,answered", SPOOFS)
 def test_unverified_sender_is_escalated_and_the_lms_untouched(
         bridge_factory, mailbox, odoo, sink, hr, lms, logs, spoof, reason, answered):
-    start_bridge(bridge_factory, hr, lms)
+    bridge = start_bridge(bridge_factory, hr, lms)
     spoof = dict(spoof)
     raw, mid = login_email(spoof.pop("sender"), **spoof)
     uid = mailbox.append(raw)
-    ticket, reply, bodies = finish(mailbox, odoo, sink, uid, mid, reply=answered)
+    ticket, reply, bodies = finish(bridge.settled, mailbox, odoo, sink, uid, mid, reply=answered)
 
     assert lms.calls == [], f"the LMS was contacted: {lms.calls}"
     assert lms.actions == []
@@ -388,10 +397,10 @@ def test_hr_unavailable_escalates(bridge_factory, mailbox, odoo, sink, hr, lms, 
         hr.set_down(True)
     else:
         hr.fail_next(500, count=100)
-    start_bridge(bridge_factory, hr, lms)
+    bridge = start_bridge(bridge_factory, hr, lms)
     raw, mid = login_email("alice@customer.example")
     uid = mailbox.append(raw)
-    ticket, reply, bodies = finish(mailbox, odoo, sink, uid, mid)
+    ticket, reply, bodies = finish(bridge.settled, mailbox, odoo, sink, uid, mid)
 
     assert lms.actions == [] and lms_posts(lms) == []
     assert_escalated(odoo, ticket, reply, bodies, logs, r"\bHR\b")
@@ -402,10 +411,10 @@ def test_hr_unavailable_escalates(bridge_factory, mailbox, odoo, sink, hr, lms, 
                          ids=["not-json", "wrong-shape", "json-list"])
 def test_hr_answering_garbage_escalates(bridge_factory, mailbox, odoo, sink, hr, lms, logs, garbage):
     hr.fail_next(200, count=100, body=garbage)
-    start_bridge(bridge_factory, hr, lms)
+    bridge = start_bridge(bridge_factory, hr, lms)
     raw, mid = login_email("alice@customer.example")
     uid = mailbox.append(raw)
-    ticket, reply, bodies = finish(mailbox, odoo, sink, uid, mid)
+    ticket, reply, bodies = finish(bridge.settled, mailbox, odoo, sink, uid, mid)
 
     assert lms.actions == [] and lms_posts(lms) == []
     assert_escalated(odoo, ticket, reply, bodies, logs, r"\bHR\b")
@@ -413,10 +422,10 @@ def test_hr_answering_garbage_escalates(bridge_factory, mailbox, odoo, sink, hr,
 
 def test_lms_down_escalates(bridge_factory, mailbox, odoo, sink, hr, lms, logs):
     lms.set_down(True)
-    start_bridge(bridge_factory, hr, lms)
+    bridge = start_bridge(bridge_factory, hr, lms)
     raw, mid = login_email("alice@customer.example")
     uid = mailbox.append(raw)
-    ticket, reply, bodies = finish(mailbox, odoo, sink, uid, mid)
+    ticket, reply, bodies = finish(bridge.settled, mailbox, odoo, sink, uid, mid)
 
     assert lms.actions == []
     assert_escalated(odoo, ticket, reply, bodies, logs, r"\bLMS\b")
@@ -439,10 +448,10 @@ class PostFailingLms(LmsSandbox):
 
 def test_lms_failing_on_the_action_escalates(bridge_factory, mailbox, odoo, sink, hr, logs):
     with PostFailingLms(100) as lms:
-        start_bridge(bridge_factory, hr, lms)
+        bridge = start_bridge(bridge_factory, hr, lms)
         raw, mid = login_email("alice@customer.example")
         uid = mailbox.append(raw)
-        ticket, reply, bodies = finish(mailbox, odoo, sink, uid, mid)
+        ticket, reply, bodies = finish(bridge.settled, mailbox, odoo, sink, uid, mid)
 
         assert lms.failed >= 1, "the action was never attempted"
         assert lms.actions == []
@@ -452,10 +461,10 @@ def test_lms_failing_on_the_action_escalates(bridge_factory, mailbox, odoo, sink
 def test_one_lms_failure_is_retried_with_the_same_key(bridge_factory, mailbox, odoo, sink, hr, logs):
     """A single 500 on the action is retried at once; the idempotency key makes that safe."""
     with PostFailingLms(1) as lms:
-        start_bridge(bridge_factory, hr, lms)
+        bridge = start_bridge(bridge_factory, hr, lms)
         raw, mid = login_email("alice@customer.example")
         uid = mailbox.append(raw)
-        ticket, reply, bodies = finish(mailbox, odoo, sink, uid, mid)
+        ticket, reply, bodies = finish(bridge.settled, mailbox, odoo, sink, uid, mid)
 
         assert lms.failed == 1
         assert len(lms.actions) == 1
@@ -465,10 +474,10 @@ def test_one_lms_failure_is_retried_with_the_same_key(bridge_factory, mailbox, o
 
 def test_lms_answer_lost_after_acting_never_acts_twice(bridge_factory, mailbox, odoo, sink, hr, lms, logs):
     lms.lose_next_answer()
-    start_bridge(bridge_factory, hr, lms)
+    bridge = start_bridge(bridge_factory, hr, lms)
     raw, mid = login_email("alice@customer.example")
     uid = mailbox.append(raw)
-    ticket, reply, bodies = finish(mailbox, odoo, sink, uid, mid)
+    ticket, reply, bodies = finish(bridge.settled, mailbox, odoo, sink, uid, mid)
 
     assert len(lms.actions) == 1, lms.actions
     assert len(bodies) == 1
@@ -480,12 +489,12 @@ def test_lms_answer_lost_after_acting_never_acts_twice(bridge_factory, mailbox, 
 
 
 def test_fourth_action_on_one_account_within_a_day_is_escalated(bridge_factory, mailbox, odoo, sink, hr, lms, logs):
-    start_bridge(bridge_factory, hr, lms)
+    bridge = start_bridge(bridge_factory, hr, lms)
     tickets = []
     for n in range(4):
         raw, mid = login_email("Alice Martin <alice@customer.example>", subject=f"{EN_SUBJECT} ({n + 1})")
         uid = mailbox.append(raw)
-        tickets.append(finish(mailbox, odoo, sink, uid, mid))
+        tickets.append(finish(bridge.settled, mailbox, odoo, sink, uid, mid))
 
     alice = lms_actions_for(lms, "alice@customer.example")
     assert 1 <= len(alice) <= 3, alice
@@ -501,10 +510,10 @@ def test_fourth_action_on_one_account_within_a_day_is_escalated(bridge_factory, 
 
 @pytest.mark.parametrize("reply_mode", ["suppress", "test"])
 def test_dry_run_writes_the_note_but_never_acts(bridge_factory, mailbox, odoo, sink, hr, lms, logs, reply_mode):
-    start_bridge(bridge_factory, hr, lms, dry_run=True, dry_run_reply=reply_mode)
+    bridge = start_bridge(bridge_factory, hr, lms, dry_run=True, dry_run_reply=reply_mode)
     raw, mid = login_email("alice@customer.example")
     uid = mailbox.append(raw)
-    ticket, reply, bodies = finish(mailbox, odoo, sink, uid, mid, reply=reply_mode == "test")
+    ticket, reply, bodies = finish(bridge.settled, mailbox, odoo, sink, uid, mid, reply=reply_mode == "test")
 
     assert lms.actions == [] and lms_posts(lms) == []
     assert len(bodies) == 1 and re.search(r"dry[ -]run", bodies[0], re.I), bodies
@@ -550,7 +559,7 @@ def test_kill_between_lms_action_and_ticket_update_acts_once(mailbox, odoo, sink
         process.wait_killed(timeout=20)
         odoo.latency = 0.0
         process.start()
-        ticket, reply, bodies = finish(mailbox, odoo, sink, uid, mid, timeout=30)
+        ticket, reply, bodies = finish(stopped(process), mailbox, odoo, sink, uid, mid, timeout=30)
     finally:
         process.stop()
     log = process.log_path.read_text()
@@ -573,10 +582,10 @@ def test_odoo_outage_while_recording_retries_without_doubling(bridge_factory, ma
     """The stage write fails once (Odoo busy): the job is retried, the login stage runs again from
     its journaled decision, and the ticket still gets one note, one escalation notice, one reply."""
     odoo.fail_next("helpdesk.ticket", "write", error="transient", count=1)
-    start_bridge(bridge_factory, hr, lms)
+    bridge = start_bridge(bridge_factory, hr, lms)
     raw, mid = login_email("bob@customer.example")
     uid = mailbox.append(raw)
-    ticket, reply, bodies = finish(mailbox, odoo, sink, uid, mid)
+    ticket, reply, bodies = finish(bridge.settled, mailbox, odoo, sink, uid, mid)
 
     assert_escalated(odoo, ticket, reply, bodies, logs, r"not active in HR")
     escalations = [r for r in logs.records if r.name == ESCALATION_LOGGER
